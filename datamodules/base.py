@@ -1,0 +1,221 @@
+"""In-memory datamodules: the whole (small) dataset as one uint8 tensor on the training device.
+
+For MNIST- and CIFAR-sized data, the usual per-sample PIL pipeline in worker processes is what limits
+training speed. Here each split is loaded once, moved to the device the trainer uses, and every batch
+is a slice of it: indexed, converted to float, augmented in one batched operation and normalised,
+all on the device. Under DDP each rank reads its own shard, as ``DistributedSampler`` would give it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from zoo.errors import ZooError
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class Split:
+    """One split: ``x`` uint8 (N, C, H, W) images (or (N, T, ...) sequences), ``y`` int64 labels or targets."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if len(self.x) != len(self.y):
+            raise ZooError(f"data and labels disagree in length: {len(self.x)} vs {len(self.y)}")
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def to(self, device: torch.device) -> Split:
+        return Split(self.x.to(device, non_blocking=True), self.y.to(device, non_blocking=True))
+
+
+class TensorBatches:
+    """An iterable of ``(inputs, targets)`` batches sliced from tensors that already sit on the device.
+
+    Shuffling uses a generator seeded with ``seed + epoch``, so an epoch's order is reproducible and a
+    resumed run sees the same order as an uninterrupted one. With ``world_size > 1`` the permutation
+    is padded to a multiple of the world size and rank ``r`` takes every ``world_size``-th index.
+    """
+
+    def __init__(
+        self,
+        split: Split,
+        batch_size: int,
+        transform: Transform,
+        *,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        seed: int = 0,
+        epoch: Callable[[], int] = lambda: 0,
+        rank: int = 0,
+        world_size: int = 1,
+        target_transform: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> None:
+        self.split = split
+        self.batch_size = batch_size
+        self.transform = transform
+        self.target_transform = target_transform
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.seed = seed
+        self.epoch = epoch
+        self.rank = rank
+        self.world_size = world_size
+
+    def _indices(self) -> torch.Tensor:
+        n = len(self.split)
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed + self.epoch())
+            idx = torch.randperm(n, generator=g)
+        else:
+            idx = torch.arange(n)
+        if self.world_size > 1:
+            per_rank = -(-n // self.world_size)
+            idx = torch.cat([idx, idx[: per_rank * self.world_size - n]])  # pad like DistributedSampler
+            idx = idx[self.rank :: self.world_size]
+        return idx
+
+    def _num_samples(self) -> int:
+        return -(-len(self.split) // self.world_size)
+
+    def __len__(self) -> int:
+        n = self._num_samples()
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        idx = self._indices().to(self.split.x.device)
+        for b in range(len(self)):
+            i = idx[b * self.batch_size : (b + 1) * self.batch_size]
+            x, y = self.transform(self.split.x[i]), self.split.y[i]
+            if self.target_transform is not None:
+                x, y = self.target_transform(x, y)
+            yield x, y
+
+
+class InMemoryDataModule(pl.LightningDataModule):
+    """Base class: subclasses implement :meth:`load_splits` and set the dataset's facts.
+
+    Facts every datamodule exposes (the model and the task are built from them, never from a second
+    config key): ``num_classes``, ``input_shape``, ``mean``, ``std``, ``class_names``, ``task``.
+    """
+
+    name: str = "in_memory"
+    task: str = "classification"  # or "regression", "language_model"
+    num_classes: int = 0
+    input_shape: tuple[int, ...] = ()
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    class_names: list[str] = []
+
+    def __init__(
+        self,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        seed: int = 0,
+        drop_last: bool = False,
+        augment: Any = None,
+    ) -> None:
+        super().__init__()
+        if int(batch_size) <= 0:
+            raise ZooError(f"data.batch_size must be a positive integer; got {batch_size}")
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size or batch_size)
+        self.seed = seed
+        self.drop_last = drop_last
+        self.augment = augment
+        self.splits: dict[str, Split] = {}
+        self._on_device: dict[tuple[str, str], Split] = {}
+
+    # -- what a subclass provides ------------------------------------------------------------
+    def load_splits(self) -> dict[str, Split]:
+        """Return ``{"train": Split, "val": Split, "test": Split}`` as uint8 CPU tensors."""
+        raise NotImplementedError
+
+    def train_transform(self) -> Transform:
+        """Batched transform for training batches: augmentation, then conversion and normalisation."""
+        return self.eval_transform()
+
+    def eval_transform(self) -> Transform:
+        """Deterministic batched transform: uint8 -> float in [0, 1] -> normalised."""
+        mean = torch.tensor(self.mean).view(1, -1, 1, 1)
+        std = torch.tensor(self.std).view(1, -1, 1, 1)
+
+        def to_float(x: torch.Tensor) -> torch.Tensor:
+            x = x.float().div_(255)
+            return (x - mean.to(x.device)) / std.to(x.device)
+
+        return to_float
+
+    # -- Lightning hooks ----------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if not self.splits:
+            self.splits = self.load_splits()
+
+    def _device(self) -> torch.device:
+        trainer = getattr(self, "trainer", None)
+        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+
+    def _split_on_device(self, name: str) -> Split:
+        self.setup()
+        device = self._device()
+        key = (name, str(device))
+        if key not in self._on_device:  # moved once per device, then every batch is a slice
+            self._on_device[key] = self.splits[name].to(device)
+        return self._on_device[key]
+
+    def _batches(self, name: str, train: bool) -> TensorBatches:
+        trainer = getattr(self, "trainer", None)
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        return TensorBatches(
+            self._split_on_device(name),
+            self.batch_size if train else self.eval_batch_size,
+            self.train_transform() if train else self.eval_transform(),
+            shuffle=train,
+            drop_last=self.drop_last and train,
+            seed=self.seed,
+            epoch=(lambda: trainer.current_epoch) if trainer is not None else (lambda: 0),
+            rank=rank,
+            world_size=world,
+        )
+
+    def train_dataloader(self) -> TensorBatches:
+        return self._batches("train", train=True)
+
+    def val_dataloader(self) -> TensorBatches:
+        return self._batches("val", train=False)
+
+    def test_dataloader(self) -> TensorBatches:
+        return self._batches("test", train=False)
+
+    def facts(self) -> dict[str, Any]:
+        """What a checkpoint stores about its data, so a model can be rebuilt and fed without it."""
+        return {
+            "name": self.name,
+            "task": self.task,
+            "num_classes": self.num_classes,
+            "input_shape": list(self.input_shape),
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "class_names": list(self.class_names),
+        }
+
+
+def seeded_split(n: int, sizes: list[int], seed: int) -> list[torch.Tensor]:
+    """Split ``range(n)`` into index tensors of the given sizes with a fixed seed."""
+    if sum(sizes) > n:
+        raise ZooError(f"split sizes {sizes} need {sum(sizes)} samples; the data has {n}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    out, start = [], 0
+    for s in sizes:
+        out.append(perm[start : start + s])
+        start += s
+    return out

@@ -1,0 +1,18 @@
+"""Train any zoo model on any dataset: ``python train.py model=resnet18 data=cifar10``."""
+
+import hydra
+from omegaconf import DictConfig
+
+from zoo import cli
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    from zoo.run import train  # imported here so a bad command line fails before torch loads
+
+    with cli.user_errors():
+        return train(cfg)
+
+
+if __name__ == "__main__":
+    cli.main(main)

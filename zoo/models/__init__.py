@@ -1,0 +1,3 @@
+"""Every model family; importing this package registers them all with :mod:`zoo.registry`."""
+
+from zoo.models import lenet  # noqa: F401

@@ -1,0 +1,175 @@
+"""Training and evaluation from a composed Hydra config: the work behind ``train.py`` and ``eval.py``.
+
+``train(cfg)``: datamodule -> network (classes and channels from the data) -> task -> Trainer -> fit ->
+validate and test the best checkpoint -> ``metrics.json``. ``evaluate(cfg)``: rebuild model and data
+from a checkpoint alone and test it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from zoo.errors import ZooError
+from zoo.tasks import task_class
+from zoo.weights import load_checkpoint
+
+
+def _container(cfg: Any) -> Any:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Values a user can get wrong, caught before anything is built."""
+    bs = cfg.data.get("batch_size")
+    if bs is not None and (not isinstance(bs, int) or bs <= 0):
+        raise ZooError(f"data.batch_size must be a positive integer; got {bs}")
+    epochs = cfg.trainer.get("max_epochs")
+    if epochs is not None and (not isinstance(epochs, int) or epochs <= 0):
+        raise ZooError(f"trainer.max_epochs must be a positive integer; got {epochs}")
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.output_dir)
+
+
+def build_task(cfg: DictConfig, dm: Any) -> pl.LightningModule:
+    """The LightningModule for ``dm``'s kind of task, built from plain (checkpointable) dictionaries."""
+    return task_class(dm.task)(
+        model=_container(cfg.model),
+        num_classes=dm.num_classes,
+        in_channels=dm.input_shape[0] if dm.task != "language_model" else dm.num_classes,
+        optimizer=_container(cfg.optimizer),
+        scheduler=_container(cfg.get("scheduler")),
+        loss=_container(cfg.get("loss")),
+        data={"config": _container(cfg.data), "facts": dm.facts()},
+    )
+
+
+def build_trainer(cfg: DictConfig, **extra: Any) -> pl.Trainer:
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c and "_target_" in c]
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
+
+
+def _numbers(metrics: dict[str, Any], prefixes: tuple[str, ...]) -> dict[str, float]:
+    out = {}
+    for k, v in metrics.items():
+        if k.startswith(prefixes):
+            out[k] = float(v.item() if isinstance(v, torch.Tensor) else v)
+    return dict(sorted(out.items()))
+
+
+def _hparams_for_tensorboard(cfg: DictConfig) -> dict[str, Any]:
+    """A flat dict of the settings worth comparing across runs in TensorBoard's HParams tab."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k not in ("_partial_", "callbacks", "logger", "paths", "hydra"):
+                    walk(f"{prefix}{k}." if prefix or k else k, v)
+        elif isinstance(node, (int, float, str, bool)):
+            flat[prefix.rstrip(".")] = node
+
+    walk("", {k: _container(cfg.get(k)) for k in ("model", "data", "optimizer", "scheduler", "loss", "seed")})
+    flat["trainer.max_epochs"] = cfg.trainer.get("max_epochs")
+    return {k: v for k, v in flat.items() if v is not None}
+
+
+def _write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+
+
+def _link_latest(cfg: DictConfig, run_dir: Path) -> None:
+    """``outputs/latest`` points at the newest single run, so the README can name its checkpoint."""
+    try:
+        if HydraConfig.get().mode.name != "RUN":
+            return
+    except ValueError:
+        return
+    log_dir = Path(cfg.paths.log_dir).resolve()
+    if log_dir not in run_dir.resolve().parents:
+        return
+    link = log_dir / "latest"
+    tmp = log_dir / f".latest.{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(os.path.relpath(run_dir.resolve(), log_dir))
+    os.replace(tmp, link)
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Fit, then validate and test the best checkpoint; return the value of ``cfg.optimized_metric``."""
+    check_config(cfg)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    run_dir = output_dir(cfg)
+
+    dm = instantiate(cfg.data)
+    dm.setup()
+    task = build_task(cfg, dm)
+    trainer = build_trainer(cfg)
+
+    metrics: dict[str, Any] = {}
+    if cfg.get("train", True):
+        trainer.fit(task, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+    ckpt_cb = trainer.checkpoint_callback
+    best = ckpt_cb.best_model_path if ckpt_cb is not None else ""
+    if best and Path(best).is_file():  # evaluate the weights that best.ckpt holds, loaded safely
+        task.load_state_dict(load_checkpoint(best)["state_dict"])
+        metrics["checkpoint"] = str(Path(best).resolve())
+    trainer.validate(task, datamodule=dm, verbose=False)
+    metrics.update(_numbers(trainer.callback_metrics, ("val/",)))
+    if cfg.get("test", True):
+        trainer.test(task, datamodule=dm, verbose=False)
+        metrics.update(_numbers(trainer.callback_metrics, ("test/",)))
+
+    if trainer.is_global_zero:
+        _write_metrics(run_dir, metrics)
+        hp_metrics = {f"hp/{k.replace('/', '_')}": v for k, v in metrics.items() if isinstance(v, float)}
+        for logger in trainer.loggers:
+            logger.log_hyperparams(_hparams_for_tensorboard(cfg), metrics=hp_metrics)
+            logger.finalize("success")
+        _link_latest(cfg, run_dir)
+        _report(metrics, run_dir)
+
+    value = metrics.get(cfg.get("optimized_metric", "val/acc"))
+    return None if value is None or math.isnan(value) else value
+
+
+def _report(metrics: dict[str, Any], run_dir: Path) -> None:
+    shown = "  ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+    print(f"\nfinal: {shown}\nrun directory: {run_dir}", flush=True)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Test a checkpoint on the test split of the data it was trained on; write ``metrics.json``."""
+    if not cfg.get("ckpt_path"):
+        raise ZooError("eval.py needs ckpt_path=PATH to a checkpoint written by train.py")
+    ckpt = load_checkpoint(cfg.ckpt_path)
+    hp = ckpt["hyper_parameters"]
+    data_cfg = OmegaConf.create(hp["data"]["config"])
+    if cfg.get("data_dir"):
+        data_cfg.data_dir = cfg.data_dir
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = instantiate(data_cfg)
+    dm.setup()
+    task = task_class(dm.task)(**hp)
+    task.load_state_dict(ckpt["state_dict"])
+    trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False, enable_model_summary=False)
+    trainer.test(task, datamodule=dm, verbose=False)
+    metrics = {"checkpoint": str(Path(cfg.ckpt_path).resolve())}
+    metrics.update(_numbers(trainer.callback_metrics, ("test/",)))
+    run_dir = output_dir(cfg)
+    _write_metrics(run_dir, metrics)
+    _report(metrics, run_dir)
+    return metrics
