@@ -15,6 +15,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from zoo.errors import ZooError
+from zoo.models.layers import AuxLogits
 from zoo.registry import create_model
 from zoo.weights import RESERVED_MODEL_KEYS
 
@@ -59,10 +60,15 @@ class ClassificationTask(pl.LightningModule):
         return self.net(x)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        logits = self(x)
-        loss = self.criterion(logits, y)
-        self.train_acc.update(logits.detach(), y)
+        x, y = batch  # y: class indices (N,), or soft targets (N, num_classes) from mixup/cutmix
+        out = self(x)
+        if isinstance(out, AuxLogits):  # auxiliary classifiers count in training only, with their paper weights
+            logits = out.logits
+            loss = self.criterion(logits, y) + sum(w * self.criterion(a, y) for a, w in zip(out.aux, out.weights))
+        else:
+            logits = out
+            loss = self.criterion(logits, y)
+        self.train_acc.update(logits.detach(), y.argmax(1) if y.ndim == 2 else y)
         # on_step values reach the logger every `log_every_n_steps`; no per-step .item() here.
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
