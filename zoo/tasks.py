@@ -20,9 +20,20 @@ from zoo.registry import create_model
 from zoo.weights import RESERVED_MODEL_KEYS
 
 
-def build_network(model: dict[str, Any], num_classes: int, in_channels: int) -> nn.Module:
-    """``create_model`` from a model config: ``name`` plus architecture kwargs (training keys dropped)."""
+SMALL_IMAGE = 64  # below this side length, `stem: auto` picks a model's small-input ("cifar") stem
+
+
+def build_network(
+    model: dict[str, Any], num_classes: int, in_channels: int, image_size: int | None = None
+) -> nn.Module:
+    """``create_model`` from a model config: ``name`` plus architecture kwargs (training keys dropped).
+
+    ``stem: auto`` (the model configs' default) becomes ``"cifar"`` for images smaller than 64 pixels
+    and ``"imagenet"`` otherwise, so ``model=resnet18 data=cifar10`` gets the 3x3 stride-1 stem.
+    """
     arch = {k: v for k, v in model.items() if k not in RESERVED_MODEL_KEYS}
+    if arch.get("stem") == "auto":
+        arch["stem"] = "cifar" if image_size is not None and image_size < SMALL_IMAGE else "imagenet"
     return create_model(model["name"], num_classes=num_classes, in_channels=in_channels, **arch)
 
 
@@ -47,7 +58,8 @@ class ClassificationTask(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.net = build_network(model, num_classes, in_channels)
+        image_size = (data or {}).get("facts", {}).get("input_shape", [None])[-1]
+        self.net = build_network(model, num_classes, in_channels, image_size)
         self.criterion = instantiate(loss) if loss else nn.CrossEntropyLoss()
         top5 = min(5, num_classes)
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
