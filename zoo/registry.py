@@ -41,6 +41,9 @@ class ModelEntry:
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
+# Keys of a model config that configure training, not the architecture (see configs/model/_base.yaml).
+RESERVED_MODEL_KEYS = frozenset({"name", "pretrained", "freeze", "compile"})
+
 
 def register_model(
     name: str | None = None,
@@ -77,6 +80,23 @@ def _entry(name: str) -> ModelEntry:
 def create_model(name: str, num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> nn.Module:
     """Build a registered network: ``create_model("resnet18", num_classes=10, in_channels=1)``."""
     return _entry(name).builder(num_classes=num_classes, in_channels=in_channels, **kwargs)
+
+
+SMALL_IMAGE = 64  # below this side length, `stem: auto` picks a model's small-input ("cifar") stem
+
+
+def build_network(
+    model: dict[str, Any], num_classes: int, in_channels: int, image_size: int | None = None
+) -> nn.Module:
+    """``create_model`` from a model config: ``name`` plus architecture kwargs (training keys dropped).
+
+    ``stem: auto`` (the model configs' default) becomes ``"cifar"`` for images smaller than 64 pixels
+    and ``"imagenet"`` otherwise, so ``model=resnet18 data=cifar10`` gets the 3x3 stride-1 stem.
+    """
+    arch = {k: v for k, v in model.items() if k not in RESERVED_MODEL_KEYS}
+    if arch.get("stem") == "auto":
+        arch["stem"] = "cifar" if image_size is not None and image_size < SMALL_IMAGE else "imagenet"
+    return create_model(model["name"], num_classes=num_classes, in_channels=in_channels, **arch)
 
 
 def list_models(pattern: str | None = None) -> list[str]:

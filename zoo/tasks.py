@@ -16,25 +16,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from zoo.errors import ZooError
 from zoo.models.layers import AuxLogits
-from zoo.registry import create_model
-from zoo.weights import RESERVED_MODEL_KEYS
-
-
-SMALL_IMAGE = 64  # below this side length, `stem: auto` picks a model's small-input ("cifar") stem
-
-
-def build_network(
-    model: dict[str, Any], num_classes: int, in_channels: int, image_size: int | None = None
-) -> nn.Module:
-    """``create_model`` from a model config: ``name`` plus architecture kwargs (training keys dropped).
-
-    ``stem: auto`` (the model configs' default) becomes ``"cifar"`` for images smaller than 64 pixels
-    and ``"imagenet"`` otherwise, so ``model=resnet18 data=cifar10`` gets the 3x3 stride-1 stem.
-    """
-    arch = {k: v for k, v in model.items() if k not in RESERVED_MODEL_KEYS}
-    if arch.get("stem") == "auto":
-        arch["stem"] = "cifar" if image_size is not None and image_size < SMALL_IMAGE else "imagenet"
-    return create_model(model["name"], num_classes=num_classes, in_channels=in_channels, **arch)
+from zoo.registry import build_network
 
 
 class ClassificationTask(pl.LightningModule):

@@ -65,17 +65,14 @@ def load_pretrained(
     A training checkpoint rebuilds its own architecture; a bare state dict needs ``name`` (and the
     ``num_classes``/``in_channels`` it was trained with, inferred from the weights when omitted).
     """
-    from zoo.registry import create_model
+    from zoo.registry import build_network, create_model
 
     sd = path_or_state_dict if isinstance(path_or_state_dict, dict) else load_file(path_or_state_dict)
     if "state_dict" in sd and "hyper_parameters" in sd:  # a zoo Lightning checkpoint
         hp = sd["hyper_parameters"]
-        model_cfg = dict(hp["model"])
-        name = name or model_cfg.pop("name")
-        model_cfg.pop("name", None)
-        arch = {k: v for k, v in model_cfg.items() if k not in RESERVED_MODEL_KEYS}
-        arch.update(kwargs)
-        model = create_model(name, num_classes=hp["num_classes"], in_channels=hp["in_channels"], **arch)
+        image_size = (hp.get("data") or {}).get("facts", {}).get("input_shape", [None])[-1]
+        model_cfg = {**hp["model"], **kwargs, **({"name": name} if name else {})}
+        model = build_network(model_cfg, hp["num_classes"], hp["in_channels"], image_size)
         weights = {k[len("net.") :]: v for k, v in sd["state_dict"].items() if k.startswith("net.")}
     else:
         if name is None:
@@ -87,6 +84,3 @@ def load_pretrained(
         pass  # the caller asked for a partial load
     return model.eval()
 
-
-# Keys of a model config that configure training, not the architecture (see configs/model/).
-RESERVED_MODEL_KEYS = frozenset({"name", "pretrained", "freeze", "compile"})
