@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def run_script(script: str, *args: str, timeout: float = 300, env: dict[str, str] | None = None,
                cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """Run ``python <script> args...`` from the repository root and capture its output."""
-    full_env = {**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})}
-    full_env.pop("HYDRA_FULL_ERROR", None) if env is None or "HYDRA_FULL_ERROR" not in env else None
+    full_env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}  # tests see what users see
+    full_env.update(env or {})
     return subprocess.run([sys.executable, script, *args], cwd=cwd, env=full_env, capture_output=True,
                           text=True, timeout=timeout)
 
