@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 
 class AuxLogits(NamedTuple):
@@ -18,3 +20,18 @@ class AuxLogits(NamedTuple):
     logits: torch.Tensor
     aux: tuple[torch.Tensor, ...]
     weights: tuple[float, ...]
+
+
+class BasicConv2d(nn.Module):
+    """Conv (no bias) - BatchNorm (eps 1e-3) - ReLU: the unit of every Inception network.
+
+    Keys ``conv``/``bn`` and eps=0.001 are torchvision's (GoogLeNet, Inception v3), so their weights load as-is.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, **kwargs: Any) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, bias=False, **kwargs)
+        self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn(self.conv(x)), inplace=True)
