@@ -2,24 +2,52 @@
 
 Checkpoints come from strangers. ``torch.load(..., weights_only=True)`` refuses any pickle that would
 import or call something outside plain containers and tensors, so a malicious file fails to load
-instead of running its payload.
+instead of running its payload. Lightning's own resume path is routed here too (:class:`SafeCheckpointIO`),
+and ``last.ckpt`` is written atomically (temp file, fsync, rename), so a kill while saving leaves the
+previous checkpoint readable.
 """
 
 from __future__ import annotations
 
+import os
 import pickle
+import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from lightning_fabric.plugins.io.checkpoint_io import CheckpointIO
 from torch import nn
 
 from zoo.errors import ZooError
 
+StateDict = dict[str, torch.Tensor]
+
+# Per-family converters of old published key names to the current ones (e.g. DenseNet's ``norm.1`` ->
+# ``norm1``); load_pretrained applies the one of the model's family to a bare state dict before loading.
+STATE_DICT_CONVERTERS: dict[str, Callable[[StateDict], StateDict]] = {}
+
+
+def _first_line(e: BaseException) -> str:
+    """The first sentence of an exception's message: enough to say what was wrong, on one line."""
+    text = str(e).strip()
+    line = text.splitlines()[0] if text else type(e).__name__
+    return line.split(". ")[0][:160]
+
+
+def _blocked_global(e: BaseException) -> str | None:
+    """The ``module.name`` a weights-only unpickler refused, if that is why ``e`` was raised."""
+    for line in str(e).splitlines():
+        if "unsupported global" in line.lower() or "unsupported class" in line.lower():
+            words = [w for w in line.replace(",", " ").split() if "." in w and not w.endswith(".")]
+            return words[0] if words else line.strip()
+    return None
+
 
 def load_file(path: str | Path) -> dict[str, Any]:
-    """Read a ``.ckpt``/``.pth``/``.pt`` file with ``weights_only=True``; user mistakes raise :class:`ZooError`."""
+    """Read a ``.ckpt``/``.pth``/``.pt``/``.safetensors`` file safely; user mistakes raise :class:`ZooError`."""
     p = Path(path)
     if not p.exists():
         raise ZooError(f"checkpoint not found: {p}")
@@ -35,15 +63,18 @@ def load_file(path: str | Path) -> dict[str, Any]:
         try:
             return load_safetensors(str(p))
         except Exception as e:
-            raise ZooError(f"not a readable safetensors file: {p} ({e})") from e
+            raise ZooError(f"not a readable safetensors file: {p} ({_first_line(e)})") from e
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ZooError(f"refusing to load {p}: it is not a plain weights file ({first})") from e
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ZooError(f"not a readable checkpoint: {p} ({first})") from e
+        blocked = _blocked_global(e)
+        if blocked:
+            raise ZooError(
+                f"refusing to load {p}: it asks to run code ({blocked}) when unpickled; only plain weights are read"
+            ) from e
+        raise ZooError(f"not a readable checkpoint (corrupt or not a PyTorch file): {p}") from e
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, UnicodeDecodeError) as e:
+        raise ZooError(f"not a readable checkpoint (truncated or corrupt): {p} ({_first_line(e)})") from e
     if not isinstance(obj, dict):
         raise ZooError(f"not a checkpoint or state dict: {p} holds a {type(obj).__name__}")
     return obj
@@ -57,6 +88,152 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temp file in the same directory, fsync, then rename over ``path``.
+
+    A rename within one file system is atomic: readers (and a resumed run) see the old file or the new
+    one, never half of one, even when the process is killed mid-write.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(p.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+class SafeCheckpointIO(CheckpointIO):
+    """Lightning's checkpoint I/O through zoo: loads with :func:`load_file`, saves with :func:`atomic_save`.
+
+    ``trainer.fit(ckpt_path=...)`` would otherwise call ``torch.load`` itself; with this plugin every
+    resume is a weights-only load with our one-line errors.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        atomic_save(checkpoint, path)
+
+    def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None) -> dict:
+        return load_file(path)
+
+    def remove_checkpoint(self, path: Any) -> None:
+        Path(path).unlink(missing_ok=True)
+
+
+# -- which model does a state dict belong to ---------------------------------------------------------------
+
+
+def _meta_state_shapes(name: str, **kwargs: Any) -> dict[str, tuple[int, ...]] | None:
+    """Key -> shape of a registered model built on the meta device (no memory, no init cost)."""
+    from zoo.registry import create_model
+
+    try:
+        with torch.device("meta"):
+            model = create_model(name, **kwargs)
+    except Exception:
+        return None
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def guess_model(weights: StateDict, candidates: list[str] | None = None) -> tuple[str, float] | None:
+    """The registered model whose key names best match ``weights`` and the fraction that matched.
+
+    Names are compared, then shapes break ties, so a ResNet-18 file is told from a ResNet-34 one.
+    """
+    from zoo.registry import entry, list_models
+
+    keys = {k for k in weights if not k.endswith("num_batches_tracked")}
+    best: tuple[float, float, str] | None = None
+    for name in candidates or list_models():
+        e = entry(name)
+        kw = {"in_channels": e.input_size[0]} if e.kind == "image" else {"in_channels": e.input_size[-1]}
+        shapes = _meta_state_shapes(name, **kw)
+        if shapes is None:
+            continue
+        theirs = {k for k in shapes if not k.endswith("num_batches_tracked")}
+        common = keys & theirs
+        name_score = len(common) / max(len(keys | theirs), 1)
+        shape_score = sum(tuple(weights[k].shape) == shapes[k] for k in common) / max(len(common), 1)
+        if best is None or (name_score, shape_score) > best[:2]:
+            best = (name_score, shape_score, name)
+    return (best[2], best[0]) if best and best[0] > 0 else None
+
+
+def _summarise(keys: list[str], n: int = 6) -> str:
+    shown = ", ".join(keys[:n])
+    return f"{shown}, ... ({len(keys)} in all)" if len(keys) > n else shown
+
+
+def mismatch_message(model_name: str, model: nn.Module, weights: StateDict) -> str | None:
+    """One line naming missing keys, unexpected keys, shape clashes, and the model the file looks like."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    shapes = [f"{k} {tuple(weights[k].shape)} vs {tuple(own[k].shape)}" for k in own
+              if k in weights and tuple(weights[k].shape) != tuple(own[k].shape)]
+    if not (missing or unexpected or shapes):
+        return None
+    parts = []
+    if missing:
+        parts.append(f"missing keys: {_summarise(missing)}")
+    if unexpected:
+        parts.append(f"unexpected keys: {_summarise(unexpected)}")
+    if shapes:
+        parts.append(f"shape mismatches (file vs model): {_summarise(shapes, 3)}")
+    guess = guess_model(weights)
+    hint = ""
+    if guess and guess[0] != model_name:
+        hint = f"; the file looks like a {guess[0]!r} state dict ({guess[1]:.0%} of key names match)"
+    return f"weights do not fit {model_name!r}: " + "; ".join(parts) + hint
+
+
+def _infer_sizes(name: str, weights: StateDict) -> dict[str, int]:
+    """``num_classes`` and ``in_channels`` read off a bare state dict: first and last weight matrices."""
+    from zoo.registry import entry
+
+    e = entry(name)
+    default_in = e.input_size[0] if e.kind == "image" else e.input_size[-1]
+    shapes = _meta_state_shapes(name, in_channels=default_in)
+    if not shapes:
+        return {}
+    mats = [k for k, s in shapes.items() if k.endswith("weight") and len(s) >= 2]
+    out: dict[str, int] = {}
+    if mats and mats[0] in weights and weights[mats[0]].ndim >= 2:
+        out["in_channels"] = int(weights[mats[0]].shape[1])
+    if mats and mats[-1] in weights and weights[mats[-1]].ndim >= 1:
+        out["num_classes"] = int(weights[mats[-1]].shape[0])
+    return out
+
+
+def state_dict_of(obj: dict[str, Any]) -> StateDict:
+    """The tensor mapping inside a file: a bare state dict, ``{"state_dict": ...}`` or ``{"model": ...}``."""
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    weights = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not weights:
+        raise ZooError("the file holds no tensors: not a state dict")
+    if any(k.startswith("net.") for k in weights):  # a zoo task's state dict: the network's part
+        weights = {k[len("net.") :]: v for k, v in weights.items() if k.startswith("net.")}
+    if all(k.startswith("module.") for k in weights):  # saved from DataParallel/DDP
+        weights = {k[len("module.") :]: v for k, v in weights.items()}
+    return weights
+
+
 def load_pretrained(
     path_or_state_dict: str | Path | dict[str, Any], name: str | None = None, strict: bool = True, **kwargs: Any
 ) -> nn.Module:
@@ -64,8 +241,10 @@ def load_pretrained(
 
     A training checkpoint rebuilds its own architecture; a bare state dict needs ``name`` (and the
     ``num_classes``/``in_channels`` it was trained with, inferred from the weights when omitted).
+    With ``strict=True`` a mismatch raises one line listing missing and unexpected keys and naming the
+    registered model the file looks like.
     """
-    from zoo.registry import build_network, create_model
+    from zoo.registry import build_network, create_model, entry
 
     sd = path_or_state_dict if isinstance(path_or_state_dict, dict) else load_file(path_or_state_dict)
     if "state_dict" in sd and "hyper_parameters" in sd:  # a zoo Lightning checkpoint
@@ -73,14 +252,26 @@ def load_pretrained(
         image_size = (hp.get("data") or {}).get("facts", {}).get("input_shape", [None])[-1]
         model_cfg = {**hp["model"], **kwargs, **({"name": name} if name else {})}
         model = build_network(model_cfg, hp["num_classes"], hp["in_channels"], image_size)
+        model_name = model_cfg["name"]
         weights = {k[len("net.") :]: v for k, v in sd["state_dict"].items() if k.startswith("net.")}
     else:
+        weights = state_dict_of(sd)
         if name is None:
-            raise ZooError("a bare state dict does not say its architecture: pass name=, e.g. name='resnet18'")
-        weights = sd.get("state_dict", sd) if isinstance(sd.get("state_dict"), dict) else sd
-        model = create_model(name, **kwargs)
-    result = model.load_state_dict(weights, strict=strict)
-    if not strict and (result.missing_keys or result.unexpected_keys):
-        pass  # the caller asked for a partial load
+            guess = guess_model(weights)
+            hint = f" (it looks like {guess[0]!r})" if guess else ""
+            raise ZooError(f"a bare state dict does not say its architecture: pass name=, e.g. name='resnet18'{hint}")
+        converter = STATE_DICT_CONVERTERS.get(entry(name).family)
+        if converter is not None:
+            weights = converter(weights)
+        model = create_model(name, **{**_infer_sizes(name, weights), **kwargs})
+        model_name = name
+    if strict:
+        problem = mismatch_message(model_name, model, weights)
+        if problem:
+            raise ZooError(problem)
+        model.load_state_dict(weights, strict=True)
+    else:
+        own = model.state_dict()
+        fitting = {k: v for k, v in weights.items() if k in own and v.shape == own[k].shape}
+        model.load_state_dict(fitting, strict=False)
     return model.eval()
-
