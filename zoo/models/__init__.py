@@ -1,3 +1,4 @@
 """Every model family; importing this package registers them all with :mod:`zoo.registry`."""
 
 from zoo.models import lenet  # noqa: F401
+from zoo.models import recurrent  # noqa: F401
