@@ -2,3 +2,4 @@
 
 from zoo.models import lenet  # noqa: F401
 from zoo.models import recurrent  # noqa: F401
+from zoo.models import googlenet  # noqa: F401
