@@ -71,10 +71,54 @@ def check_overrides(argv: list[str], config_dir: Path = CONFIG_DIR) -> None:
                 raise ZooError(f"unknown {group} {choice!r}{hint}; valid: {', '.join(options)}")
 
 
-def main(hydra_main: Callable[[], Any]) -> None:
-    """Run a ``@hydra.main`` function after checking the command line's group names."""
+def _override_key(arg: str) -> str:
+    return arg.split("=", 1)[0].lstrip("+~")
+
+
+def resume_overrides(argv: list[str]) -> list[str]:
+    """``ckpt_path=RUN/checkpoints/last.ckpt`` continues in RUN with RUN's own overrides.
+
+    Hydra picks the run directory before our code runs, so it is chosen here: ``hydra.run.dir=RUN``,
+    and the overrides the run was started with (``RUN/.hydra/overrides.yaml``) come first, so
+    ``python train.py ckpt_path=...`` alone resumes the same model, data and schedule; overrides
+    given now still win. A checkpoint outside a run directory, or a sweep (``-m``), is left alone.
+    """
+    given = {_override_key(a): a for a in argv if "=" in a and not a.startswith("-")}
+    ckpt = given.get("ckpt_path", "").split("=", 1)[-1]
+    if not ckpt or ckpt == "null" or "hydra.run.dir" in given or {"-m", "--multirun"} & set(argv):
+        return argv
+    ckpt_file = Path(ckpt).expanduser()
+    run_dir = ckpt_file.resolve().parent.parent
+    if ckpt_file.resolve().parent.name != "checkpoints" or not (run_dir / ".hydra").is_dir():
+        return argv
+    earlier: list[str] = []
+    saved = run_dir / ".hydra" / "overrides.yaml"
+    if saved.is_file():
+        import yaml
+
+        try:
+            earlier = [str(a) for a in (yaml.safe_load(saved.read_text()) or [])]
+        except yaml.YAMLError:
+            earlier = []
+    skip = tuple(set(given) | {"ckpt_path", "hydra"})
+
+    def kept(a: str) -> bool:  # ``~callbacks.x`` now also drops an earlier ``+callbacks.x.y=...``
+        key = _override_key(a)
+        return "=" in a and not any(key == k or key.startswith(k + ".") for k in skip)
+
+    earlier = [a for a in earlier if kept(a)]
+    return [*earlier, *argv, f"hydra.run.dir={run_dir}"]
+
+
+def main(hydra_main: Callable[[], Any], resume: bool = False) -> None:
+    """Run a ``@hydra.main`` function after checking the command line's group names.
+
+    ``resume=True`` (train.py): a ``ckpt_path=`` inside a run directory continues in that directory.
+    """
     try:
         check_overrides(sys.argv[1:])
     except ZooError as e:
         fail(str(e))
+    if resume:
+        sys.argv[1:] = resume_overrides(sys.argv[1:])
     hydra_main()

@@ -20,8 +20,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from zoo.errors import ZooError
+from zoo.resume import ResumeState
 from zoo.tasks import task_class
-from zoo.weights import load_checkpoint
+from zoo.weights import SafeCheckpointIO, load_checkpoint
 
 
 def _container(cfg: Any) -> Any:
@@ -57,7 +58,9 @@ def build_task(cfg: DictConfig, dm: Any) -> pl.LightningModule:
 
 def build_trainer(cfg: DictConfig, **extra: Any) -> pl.Trainer:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
+    callbacks.append(ResumeState(str(output_dir(cfg))))  # RNG states etc., so a resume is exact
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c and "_target_" in c]
+    extra.setdefault("plugins", [SafeCheckpointIO()])  # every Lightning load is weights-only, saves are atomic
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
 
 
@@ -114,14 +117,18 @@ def train(cfg: DictConfig) -> float | None:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = output_dir(cfg)
 
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path:
+        _check_resume(cfg, ckpt_path)
     dm = instantiate(cfg.data)
     dm.setup()
     task = build_task(cfg, dm)
+    _prepare_finetune(cfg, task, resuming=bool(ckpt_path))
     trainer = build_trainer(cfg)
 
     metrics: dict[str, Any] = {}
     if cfg.get("train", True):
-        trainer.fit(task, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(task, datamodule=dm, ckpt_path=ckpt_path)
     ckpt_cb = trainer.checkpoint_callback
     best = ckpt_cb.best_model_path if ckpt_cb is not None else ""
     if best and Path(best).is_file():  # evaluate the weights that best.ckpt holds, loaded safely
@@ -144,6 +151,32 @@ def train(cfg: DictConfig) -> float | None:
 
     value = metrics.get(cfg.get("optimized_metric", "val/acc"))
     return None if value is None or math.isnan(value) else value
+
+
+def _check_resume(cfg: DictConfig, ckpt_path: str) -> None:
+    """Fail in one line, before anything is built, if ``ckpt_path`` is unreadable or for another model."""
+    hp = load_checkpoint(ckpt_path)["hyper_parameters"]
+    saved, asked = hp["model"].get("name"), cfg.model.get("name")
+    if saved != asked:
+        raise ZooError(f"ckpt_path={ckpt_path} holds a {saved!r} model, but model={asked!r} was asked to resume it")
+
+
+def _prepare_finetune(cfg: DictConfig, task: pl.LightningModule, resuming: bool) -> None:
+    """``model.pretrained=PATH`` (skipped on resume: the checkpoint has newer weights) and ``model.freeze``."""
+    from zoo.finetune import freeze_backbone, load_pretrained_into, task_classifier_keys
+
+    pretrained, freeze = cfg.model.get("pretrained"), cfg.model.get("freeze")
+    if not pretrained and not freeze:
+        return
+    head = task_classifier_keys(task)
+    if pretrained and not resuming:
+        note = load_pretrained_into(task.net, pretrained, cfg.model.name, head)
+        print(note or f"loaded pretrained weights from {pretrained}", flush=True)
+    if freeze:
+        if freeze != "backbone":
+            raise ZooError(f"model.freeze={freeze!r}: valid values are backbone and null")
+        n = freeze_backbone(task.net, head)
+        print(f"backbone frozen: {n:,} classifier parameters train ({', '.join(sorted(head))})", flush=True)
 
 
 def _report(metrics: dict[str, Any], run_dir: Path) -> None:

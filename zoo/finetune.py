@@ -1,0 +1,107 @@
+"""Fine-tuning: start from pretrained weights, swap the classifier for new classes, freeze or slow the backbone.
+
+Which parameters are "the classifier" is found without a per-model list: the network is built twice on the
+meta device (no memory, no init), with ``num_classes`` and ``num_classes + 1``; the keys whose shapes differ
+are exactly the ones ``reset_classifier`` would replace.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from zoo.errors import ZooError
+from zoo.weights import STATE_DICT_CONVERTERS, load_file, mismatch_message, state_dict_of
+
+
+def classifier_keys(model_cfg: dict[str, Any], num_classes: int, in_channels: int,
+                    image_size: int | None = None) -> set[str]:
+    """State-dict keys whose shape depends on the number of classes (the output layer)."""
+    from zoo.registry import build_network
+
+    with torch.device("meta"):
+        a = build_network(model_cfg, num_classes, in_channels, image_size).state_dict()
+        b = build_network(model_cfg, num_classes + 1, in_channels, image_size).state_dict()
+    return {k for k in a if k in b and a[k].shape != b[k].shape}
+
+
+def task_classifier_keys(task: nn.Module) -> set[str]:
+    """:func:`classifier_keys` of a zoo task's network, from its saved hyper-parameters."""
+    hp = task.hparams
+    image_size = (hp.get("data") or {}).get("facts", {}).get("input_shape", [None])[-1]
+    return classifier_keys(dict(hp["model"]), hp["num_classes"], hp["in_channels"], image_size)
+
+
+def load_pretrained_into(net: nn.Module, path: str | Path, model_name: str, head: set[str]) -> str | None:
+    """Copy the weights of ``path`` (any format load_pretrained reads) into ``net``; return a note if the head changed.
+
+    The classifier (``head`` keys) is kept freshly initialised when its shape differs (other classes);
+    an RGB first convolution is summed over its input channels for grayscale data (timm does the same);
+    any other mismatch raises one line naming missing/unexpected keys and the model the file looks like.
+    """
+    from zoo.registry import entry
+
+    weights = state_dict_of(load_file(path))
+    converter = STATE_DICT_CONVERTERS.get(entry(model_name).family)
+    if converter is not None:
+        weights = converter(weights)
+    own = net.state_dict()
+    note = None
+    replaced = [k for k in head if k in weights and k in own and weights[k].shape != own[k].shape]
+    if replaced:
+        old = next(weights[k].shape[0] for k in replaced)
+        new = next(own[k].shape[0] for k in replaced)
+        note = (f"note: pretrained classifier has {old} classes, the data has {new}: "
+                f"{', '.join(sorted(replaced))} re-initialised")
+        for k in replaced:
+            weights[k] = own[k]
+    for k, w in list(weights.items()):  # RGB weights on grayscale data: sum the first conv over colours
+        if k in own and w.ndim == 4 and own[k].ndim == 4 and w.shape[1] == 3 and own[k].shape[1] == 1 \
+                and w.shape[0] == own[k].shape[0] and w.shape[2:] == own[k].shape[2:]:
+            weights[k] = w.sum(1, keepdim=True)
+    problem = mismatch_message(model_name, net, weights)
+    if problem:
+        raise ZooError(f"model.pretrained={path}: {problem}")
+    net.load_state_dict(weights, strict=True)
+    return note
+
+
+def _frozen_norm_pre_hook(module: nn.Module, args: Any) -> None:
+    module.training = False  # a frozen BatchNorm normalises with, and keeps, its running statistics
+
+
+def freeze_backbone(net: nn.Module, head: set[str]) -> int:
+    """Only the classifier trains: other parameters stop needing gradients, backbone BatchNorms stay in eval mode.
+
+    Returns the number of parameters left trainable.
+    """
+    if not head:
+        raise ZooError("model.freeze=backbone: could not tell this model's classifier from its backbone")
+    trainable = 0
+    for name, p in net.named_parameters():
+        p.requires_grad_(name in head)
+        trainable += p.numel() if name in head else 0
+    head_modules = {k.rsplit(".", 1)[0] for k in head}
+    for name, m in net.named_modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and name not in head_modules:
+            m.register_forward_pre_hook(_frozen_norm_pre_hook)
+    return trainable
+
+
+def backbone_param_groups(named_params: list[tuple[str, nn.Parameter]], head: set[str], scale: float,
+                          lr: float) -> list[dict[str, Any]]:
+    """Two groups: the backbone at ``lr * scale`` and the classifier at ``lr`` (a ``net.`` prefix is ignored)."""
+    if not 0 <= scale:
+        raise ZooError(f"optimizer.backbone_lr_scale must be >= 0; got {scale}")
+
+    def is_head(n: str) -> bool:
+        return (n[len("net.") :] if n.startswith("net.") else n) in head
+
+    backbone = [p for n, p in named_params if p.requires_grad and not is_head(n)]
+    classifier = [p for n, p in named_params if p.requires_grad and is_head(n)]
+    groups = ({"params": backbone, "lr": lr * scale, "lr_scale": scale},
+              {"params": classifier, "lr": lr, "lr_scale": 1.0})
+    return [g for g in groups if g["params"]]

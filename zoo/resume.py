@@ -1,0 +1,77 @@
+"""What a checkpoint must carry, beyond Lightning's own state, for a resumed run to equal an uninterrupted one.
+
+Lightning restores weights, optimizer, schedulers, epoch and step, and every callback's ``state_dict``
+(EMA included). It does not restore the random number generators: dropout masks and random augmentation
+after a resume would differ from the run that was cut off. :class:`ResumeState` saves the torch, CUDA,
+numpy and Python generators as plain tensors and numbers (a weights-only load reads them), and the
+run directory and last validation numbers (used by ``eval.py ensemble=weighted``).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+
+def rng_state() -> dict[str, Any]:
+    """Every generator's state, as tensors, lists and numbers only (no numpy objects in the pickle)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, mt, gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "python": {"version": version, "state": list(mt), "gauss": gauss},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Put back what :func:`rng_state` saved."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class ResumeState(pl.Callback):
+    """Saves RNG states (restored on resume), the run directory and the latest ``val/*`` numbers."""
+
+    def __init__(self, run_dir: str | None = None) -> None:
+        self.run_dir = run_dir
+        self.trainer: pl.Trainer | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.trainer = trainer
+
+    def state_dict(self) -> dict[str, Any]:
+        metrics = self.trainer.callback_metrics if self.trainer is not None else {}
+        val = {k: float(v) for k, v in metrics.items() if k.startswith("val/") and torch.as_tensor(v).numel() == 1}
+        return {"rng": rng_state(), "run_dir": self.run_dir, "val": val}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("rng"):
+            set_rng_state(state_dict["rng"])
+
+
+def saved_val_metrics(ckpt: dict[str, Any]) -> dict[str, float]:
+    """The ``val/*`` numbers a checkpoint was saved with (ResumeState's, else ModelCheckpoint's best score)."""
+    callbacks = ckpt.get("callbacks") or {}
+    for key, state in callbacks.items():
+        if str(key).startswith("ResumeState") and isinstance(state, dict) and state.get("val"):
+            return dict(state["val"])
+    for key, state in callbacks.items():
+        if str(key).startswith("ModelCheckpoint") and isinstance(state, dict):
+            score, monitor = state.get("best_model_score"), state.get("monitor")
+            if score is not None and monitor:
+                return {str(monitor): float(score)}
+    return {}
