@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from zoo.errors import ZooError
 from zoo.resume import ResumeState
@@ -48,7 +48,7 @@ def build_task(cfg: DictConfig, dm: Any) -> pl.LightningModule:
     return task_class(dm.task)(
         model=_container(cfg.model),
         num_classes=dm.num_classes,
-        in_channels=dm.input_shape[0] if dm.task != "language_model" else dm.num_classes,
+        in_channels=getattr(dm, "in_channels", dm.input_shape[0]),  # sequences: features per step or vocabulary
         optimizer=_container(cfg.optimizer),
         scheduler=_container(cfg.get("scheduler")),
         loss=_container(cfg.get("loss")),
@@ -56,12 +56,20 @@ def build_task(cfg: DictConfig, dm: Any) -> pl.LightningModule:
     )
 
 
+def trainer_config(cfg: DictConfig) -> DictConfig:
+    """``cfg.trainer`` without the keys that are ours, not the Trainer's (``channels_last``)."""
+    trainer_cfg = cfg.trainer.copy()
+    with open_dict(trainer_cfg):
+        trainer_cfg.pop("channels_last", None)
+    return trainer_cfg
+
+
 def build_trainer(cfg: DictConfig, **extra: Any) -> pl.Trainer:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
     callbacks.append(ResumeState(str(output_dir(cfg))))  # RNG states etc., so a resume is exact
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c and "_target_" in c]
     extra.setdefault("plugins", [SafeCheckpointIO()])  # every Lightning load is weights-only, saves are atomic
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
+    return instantiate(trainer_config(cfg), callbacks=callbacks, logger=loggers or False, **extra)
 
 
 def _numbers(metrics: dict[str, Any], prefixes: tuple[str, ...]) -> dict[str, float]:
@@ -111,6 +119,19 @@ def _link_latest(cfg: DictConfig, run_dir: Path) -> None:
     os.replace(tmp, link)
 
 
+def _prepare_speed(cfg: DictConfig, task: pl.LightningModule) -> None:
+    """``trainer.channels_last`` and ``model.compile``: both keep the state-dict keys unchanged.
+
+    Weights stored NHWC make cuDNN pick channels-last kernels (inputs follow the weights), and
+    ``nn.Module.compile`` compiles in place, so checkpoints never see an ``_orig_mod.`` prefix.
+    """
+    if cfg.trainer.get("channels_last"):
+        task.net.to(memory_format=torch.channels_last)
+    compile_opt = cfg.model.get("compile")
+    if compile_opt:
+        task.net.compile(**({"backend": compile_opt} if isinstance(compile_opt, str) else {}))
+
+
 def train(cfg: DictConfig) -> float | None:
     """Fit, then validate and test the best checkpoint; return the value of ``cfg.optimized_metric``."""
     check_config(cfg)
@@ -124,6 +145,7 @@ def train(cfg: DictConfig) -> float | None:
     dm.setup()
     task = build_task(cfg, dm)
     _prepare_finetune(cfg, task, resuming=bool(ckpt_path))
+    _prepare_speed(cfg, task)
     trainer = build_trainer(cfg)
 
     metrics: dict[str, Any] = {}
@@ -198,7 +220,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     dm.setup()
     task = task_class(dm.task)(**hp)
     task.load_state_dict(ckpt["state_dict"])
-    trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False, enable_model_summary=False)
+    trainer = instantiate(trainer_config(cfg), logger=False, enable_checkpointing=False, enable_model_summary=False)
     trainer.test(task, datamodule=dm, verbose=False)
     metrics = {"checkpoint": str(Path(cfg.ckpt_path).resolve())}
     metrics.update(_numbers(trainer.callback_metrics, ("test/",)))
