@@ -3,3 +3,8 @@
 from zoo.models import lenet  # noqa: F401
 from zoo.models import recurrent  # noqa: F401
 from zoo.models import googlenet  # noqa: F401
+from zoo.models import resnet  # noqa: F401
+from zoo.models import densenet  # noqa: F401
+from zoo.models import alexnet  # noqa: F401
+from zoo.models import zfnet  # noqa: F401
+from zoo.models import nin  # noqa: F401
