@@ -58,8 +58,8 @@ def check_overrides(argv: list[str], config_dir: Path = CONFIG_DIR) -> None:
     """Reject ``group=name`` overrides whose config does not exist, naming the valid ones."""
     for arg in argv:
         m = _GROUP_OVERRIDE.match(arg)
-        if not m or not (config_dir / m.group(1)).is_dir():
-            continue
+        if not m or m.group(1).startswith("hydra/") or not (config_dir / m.group(1)).is_dir():
+            continue  # hydra/launcher=joblib etc. live in plugins: Hydra names the valid ones itself
         group, value = m.groups()
         if value in ("null", "") or any(c in value for c in "()[]{}$"):
             continue  # sweep functions and interpolations are Hydra's to judge

@@ -1,0 +1,371 @@
+"""Sweeps: trials that fail without ending the sweep, a guard against diverged training, and the summary.
+
+A sweep (``python train.py -m ...`` or ``hparams_search=optuna``) runs many trials, each in its own
+numbered directory under one sweep directory. Three things make it usable:
+
+- :func:`run_trial` wraps ``train``: every trial leaves ``status.json`` (``ok``/``failed`` and the
+  reason); in a multirun a failed trial (diverged loss, out of memory, a bad combination of settings)
+  is recorded and the sweep goes on, while a single run still ends in one ``error:`` line and exit 2.
+- :class:`NaNGuard` (a Lightning callback) stops a trial whose training loss is no longer finite,
+  instead of training on garbage for the remaining epochs.
+- :class:`SweepSummary` (a Hydra callback) writes ``sweep_summary.csv`` and ``sweep_summary.md`` in
+  the sweep directory at the end of a multirun, best trial first; ``python -m zoo.sweeps DIR``
+  rebuilds them for any existing sweep directory.
+"""
+
+from __future__ import annotations
+
+import csv
+import gc
+import json
+import logging
+import math
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from zoo.errors import ZooError
+
+log = logging.getLogger(__name__)
+
+STATUS_FILE = "status.json"
+SUMMARY_CSV = "sweep_summary.csv"
+SUMMARY_MD = "sweep_summary.md"
+
+
+# -- one trial ---------------------------------------------------------------------------------
+
+
+class TrainingDiverged(ZooError):
+    """The training loss became NaN or infinite: the trial's settings do not train."""
+
+
+def _hydra_mode() -> str:
+    """``"RUN"`` or ``"MULTIRUN"``; ``"RUN"`` outside Hydra (compose API, plain calls)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return HydraConfig.get().mode.name
+    except ValueError:
+        return "RUN"
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line that says why a trial failed: a ZooError's message, else the exception type and first line."""
+    from zoo.cli import _as_user_error
+
+    err = _as_user_error(exc)
+    if err is not None:
+        text = str(err)
+    else:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    text = " ".join(text.split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def write_status(run_dir: Path, status: str, **fields: Any) -> None:
+    """``RUN/status.json``: what became of a trial, read back by the sweep summary."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record = {"status": status, **fields}
+    tmp = run_dir / f".{STATUS_FILE}.tmp"
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(run_dir / STATUS_FILE)
+
+
+def _free_memory() -> None:
+    """Give a failed trial's memory back before the next trial of the same process starts."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def run_trial(fn: Callable[[DictConfig], float | None], cfg: DictConfig) -> float | None:
+    """Run ``fn(cfg)`` (``zoo.run.train``) as one trial and record its status in ``RUN/status.json``.
+
+    In a multirun a failure is recorded with its reason and ``None`` is returned, so the launcher
+    moves on to the next trial (Optuna marks a trial that returns ``None`` as failed). A single run
+    re-raises, and the entry point turns a user error into one line and exit 2.
+    """
+    run_dir = Path(cfg.paths.output_dir)
+    metric = cfg.get("optimized_metric", "val/acc")
+    start = time.time()
+    write_status(run_dir, "running", metric=metric)
+    try:
+        value = fn(cfg)
+    except KeyboardInterrupt:
+        write_status(run_dir, "interrupted", metric=metric, seconds=round(time.time() - start, 1))
+        raise
+    except Exception as e:
+        reason = failure_reason(e)
+        write_status(run_dir, "failed", reason=reason, metric=metric, seconds=round(time.time() - start, 1))
+        if _hydra_mode() != "MULTIRUN":
+            raise
+        _free_memory()
+        log.error("trial failed: %s", reason)
+        print(f"error: trial {run_dir} failed: {reason}; the sweep goes on", file=sys.stderr, flush=True)
+        return None
+    write_status(run_dir, "ok", metric=metric, value=value, seconds=round(time.time() - start, 1))
+    return value
+
+
+class NaNGuard(pl.Callback):
+    """Stop training with a clear error as soon as the training loss is NaN or infinite.
+
+    A diverged trial would otherwise train on garbage for all its remaining epochs, and its
+    checkpoint and metrics would look like results. The check accumulates on the device and
+    synchronises every ``check_every_n_steps`` steps and at the end of each epoch, so it does not
+    stall a GPU on every step.
+    """
+
+    def __init__(self, check_every_n_steps: int = 1) -> None:
+        if check_every_n_steps < 1:
+            raise ZooError(f"NaNGuard.check_every_n_steps must be >= 1; got {check_every_n_steps}")
+        self.every = check_every_n_steps
+        self._bad: torch.Tensor | None = None  # any non-finite loss since the last check (on the device)
+        self._value: torch.Tensor | None = None  # the first non-finite loss value
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._bad = self._value = None
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
+                           batch: Any, batch_idx: int) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if not isinstance(loss, torch.Tensor):
+            return
+        value = loss.detach().float().mean()
+        bad = ~torch.isfinite(value)
+        if self._bad is None or self._value is None:
+            self._bad, self._value = bad, value
+        else:
+            self._value = torch.where(bad & ~self._bad, value, self._value)
+            self._bad = self._bad | bad
+        if (batch_idx + 1) % self.every == 0:
+            self._check(trainer, batch_idx)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._check(trainer, None)
+
+    def _check(self, trainer: pl.Trainer, batch_idx: int | None) -> None:
+        if self._bad is None or not bool(self._bad):  # the one host-device sync of the window
+            return
+        value = float(self._value) if self._value is not None else math.nan
+        self._bad = self._value = None
+        lrs = [g["lr"] for opt in trainer.optimizers for g in opt.param_groups]
+        where = f"epoch {trainer.current_epoch}" + (f", batch {batch_idx}" if batch_idx is not None else "")
+        lr = f" (learning rate {lrs[0]:.3g})" if lrs else ""
+        raise TrainingDiverged(
+            f"training diverged: train/loss is {value} at {where}{lr}; "
+            "lower optimizer.lr, or clip gradients with trainer.gradient_clip_val"
+        )
+
+
+# -- the summary of a sweep directory ----------------------------------------------------------
+
+
+@dataclass
+class Trial:
+    """What the summary knows about one trial directory."""
+
+    name: str
+    run_dir: Path
+    overrides: list[str]
+    status: str
+    reason: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    metric: str = "val/acc"
+    mode: str = "max"
+
+    @property
+    def objective(self) -> float | None:
+        v = self.metrics.get(self.metric)
+        return None if v is None or math.isnan(v) else v
+
+
+def _natural_key(text: str) -> list[Any]:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def read_trial(run_dir: Path, sweep_dir: Path) -> Trial:
+    """A trial from its directory: ``.hydra/`` (overrides, objective), ``status.json``, ``metrics.json``."""
+    overrides = _read_yaml(run_dir / ".hydra" / "overrides.yaml") or []
+    config = _read_yaml(run_dir / ".hydra" / "config.yaml") or {}
+    metric = str(config.get("optimized_metric") or "val/acc")
+    mode = str(config.get("optimized_mode") or "max")
+    raw = _read_json(run_dir / "metrics.json") or {}
+    metrics = {k: float(v) for k, v in raw.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    status_rec = _read_json(run_dir / STATUS_FILE) or {}
+    status = status_rec.get("status")
+    reason = status_rec.get("reason") or ""
+    if status is None:  # a trial from before status files, or one killed before it wrote any
+        status = "ok" if metrics else "unfinished"
+        reason = "" if metrics else "no status.json and no metrics.json: killed, or not started"
+    elif status == "running":
+        status, reason = "unfinished", "still running, or killed (out of memory, time limit)"
+    elif status == "ok" and metric not in metrics:
+        reason = f"finished without {metric}"
+    name = str(run_dir.relative_to(sweep_dir)) if run_dir != sweep_dir else run_dir.name
+    return Trial(name, run_dir, [str(o) for o in overrides], status, reason, metrics, metric, mode)
+
+
+def collect(sweep_dir: Path) -> list[Trial]:
+    """Every trial under ``sweep_dir`` (a directory with ``.hydra/overrides.yaml``), best first.
+
+    Finished trials are ordered by their objective (``optimized_metric``, ``optimized_mode``),
+    then come trials without a value, unfinished ones, and failed ones.
+    """
+    sweep_dir = Path(sweep_dir)
+    dirs = {p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml")}
+    trials = [read_trial(d, sweep_dir) for d in sorted(dirs, key=lambda d: _natural_key(str(d)))]
+
+    def rank(t: Trial) -> tuple[Any, ...]:
+        group = {"ok": 0, "unfinished": 2, "interrupted": 2, "failed": 3}.get(t.status, 2)
+        if group == 0 and t.objective is None:
+            group = 1
+        value = t.objective if t.objective is not None else 0.0
+        return (group, -value if t.mode == "max" else value, _natural_key(t.name))
+
+    return sorted(trials, key=rank)
+
+
+def _split_override(o: str) -> tuple[str, str]:
+    key, _, value = o.partition("=")
+    return key.lstrip("+~"), value
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, str) and re.fullmatch(r"-?\d*\.\d+(e-?\d+)?|-?\d+e-?\d+", v):
+        v = float(v)  # a swept value: 0.0003754553966912878 -> 0.0003755
+        return f"{v:.4g}"
+    if isinstance(v, float):
+        return f"{v:.4f}" if math.isfinite(v) and abs(v) < 1e6 else f"{v:.4g}"
+    return "" if v is None else str(v)
+
+
+def summary_rows(trials: list[Trial]) -> tuple[list[str], list[dict[str, Any]], list[str]]:
+    """The table: column names, one row per trial, and the overrides every trial shares."""
+    parsed = [dict(_split_override(o) for o in t.overrides) for t in trials]
+    keys: list[str] = []
+    for p in parsed:
+        keys += [k for k in p if k not in keys]
+    varying = [k for k in keys if len({p.get(k) for p in parsed}) > 1]
+    common = [o for o in (trials[0].overrides if trials else []) if _split_override(o)[0] not in varying]
+    metric = trials[0].metric if trials else "val/acc"
+    names = sorted({k for t in trials for k in t.metrics}, key=lambda k: (not k.startswith("val/"), k))
+    metric_cols = ([metric] if metric in names else []) + [k for k in names if k != metric]
+    columns = ["rank", "trial", "status", *metric_cols, *varying, "overrides", "reason", "run_dir"]
+    rows = []
+    for i, (t, p) in enumerate(zip(trials, parsed), start=1):
+        row: dict[str, Any] = {"rank": i, "trial": t.name, "status": t.status}
+        row.update({k: t.metrics.get(k) for k in metric_cols})
+        row.update({k: p.get(k, "") for k in varying})
+        row.update({"overrides": " ".join(t.overrides), "reason": t.reason, "run_dir": str(t.run_dir)})
+        rows.append(row)
+    return columns, rows, common
+
+
+def write_summary(sweep_dir: Path | str) -> tuple[Path, Path]:
+    """Write ``sweep_summary.csv`` and ``sweep_summary.md`` in ``sweep_dir``; return their paths."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise ZooError(f"sweep directory {sweep_dir} does not exist")
+    trials = collect(sweep_dir)
+    if not trials:
+        raise ZooError(f"no trials in {sweep_dir}: expected numbered directories with .hydra/overrides.yaml")
+    columns, rows, common = summary_rows(trials)
+
+    csv_path = sweep_dir / SUMMARY_CSV
+    with csv_path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+
+    md_path = sweep_dir / SUMMARY_MD
+    md_path.write_text(_markdown(sweep_dir, trials, columns, rows, common))
+    return csv_path, md_path
+
+
+def _markdown(sweep_dir: Path, trials: list[Trial], columns: list[str], rows: list[dict[str, Any]],
+              common: list[str]) -> str:
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t.status] = counts.get(t.status, 0) + 1
+    best = trials[0]
+    metric, mode = best.metric, best.mode
+    lines = [f"# Sweep summary: {sweep_dir}", ""]
+    lines.append(f"{len(trials)} trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ". "
+                 f"Ordered by {metric} ({mode}), best first.")
+    if best.objective is not None:
+        own = [o for o in best.overrides if o not in common]
+        lines.append(f"Best: trial {best.name}, {metric} = {_fmt(best.objective)}, `{' '.join(own) or '(defaults)'}`.")
+    if common:
+        lines.append(f"Shared by all trials: `{' '.join(common)}`.")
+    lines += ["", f"Each trial's files are in `{sweep_dir}/<trial>/`; compare the trials in TensorBoard's "
+              f"HParams tab: `tensorboard --logdir {sweep_dir}`.", ""]
+    shown = [c for c in columns if c not in ("overrides", "run_dir")]
+    lines.append("| " + " | ".join(shown) + " |")
+    lines.append("|" + "|".join("---" for _ in shown) + "|")
+    for row in rows:
+        cells = []
+        for c in shown:
+            cells.append(_fmt(row[c]).replace("|", "\\|"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+class SweepSummary(Callback):
+    """Hydra callback: at the end of a multirun, write the summary of its sweep directory."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            csv_path, md_path = write_summary(sweep_dir)
+        except ZooError as e:
+            log.warning("no sweep summary: %s", e)
+            return
+        print(f"\n{md_path.read_text()}\nsweep summary: {md_path} and {csv_path.name}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m zoo.sweeps DIR``: rebuild the summary of an existing sweep directory."""
+    from zoo import cli
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or args[0] in ("-h", "--help"):
+        print("usage: python -m zoo.sweeps SWEEP_DIR   (writes sweep_summary.csv and sweep_summary.md there)")
+        sys.exit(0 if args and args[0] in ("-h", "--help") else 2)
+    try:
+        csv_path, md_path = write_summary(Path(args[0]))
+    except ZooError as e:
+        cli.fail(str(e))
+    print(md_path.read_text(), end="")
+    print(f"\nwrote {md_path} and {csv_path}")
+
+
+if __name__ == "__main__":
+    main()
