@@ -6,12 +6,14 @@ checkpoint can rebuild the network and its data without the command line that tr
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from torch import nn
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from zoo.errors import ZooError
@@ -62,7 +64,7 @@ class ClassificationTask(pl.LightningModule):
         else:
             logits = out
             loss = self.criterion(logits, y)
-        self.train_acc.update(logits.detach(), y.argmax(1) if y.ndim == 2 else y)
+        self.train_acc.update(logits.detach(), y.argmax(1) if y.is_floating_point() else y)
         # on_step values reach the logger every `log_every_n_steps`; no per-step .item() here.
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
@@ -100,7 +102,185 @@ class ClassificationTask(pl.LightningModule):
         }
 
 
-TASKS: dict[str, type[pl.LightningModule]] = {"classification": ClassificationTask}
+def _is_classification_loss(loss: dict[str, Any] | None) -> bool:
+    return bool(loss) and str(loss.get("_target_", "")).endswith(("CrossEntropyLoss", "NLLLoss"))
+
+
+class SequenceRegressionTask(pl.LightningModule):
+    """Regression (the adding problem): a loss from ``configs/loss`` (MSE, L1, smooth L1), metric ``val/mse``.
+
+    The default ``loss: cross_entropy`` of ``train.yaml`` means "the task's usual loss" here, so it becomes
+    MSE. A datamodule's ``baseline_mse`` fact (what a memoryless predictor scores) is logged as
+    ``val/baseline_mse`` beside ``val/mse``, so TensorBoard shows whether the network beat it.
+    Same constructor as :class:`ClassificationTask`.
+    """
+
+    def __init__(
+        self,
+        model: dict[str, Any],
+        num_classes: int,
+        in_channels: int,
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any] | None = None,
+        loss: dict[str, Any] | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = build_network(model, num_classes, in_channels, None)
+        self.criterion = nn.MSELoss() if not loss or _is_classification_loss(loss) else instantiate(loss)
+        self.baseline_mse = (data or {}).get("facts", {}).get("baseline_mse")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def _predict(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = self(x)  # N x outputs
+        return out.squeeze(-1) if out.shape[-1] == 1 and y.dim() == 1 else out
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        loss = self.criterion(self._predict(x, y), y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        return loss
+
+    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
+        x, y = batch
+        pred = self._predict(x, y)
+        n = len(y)
+        self.log(f"{stage}/loss", self.criterion(pred, y), on_epoch=True, batch_size=n, prog_bar=stage == "val")
+        self.log(f"{stage}/mse", nn.functional.mse_loss(pred, y), on_epoch=True, batch_size=n, prog_bar=stage == "val")
+        self.log(f"{stage}/mae", nn.functional.l1_loss(pred, y), on_epoch=True, batch_size=n)
+        if self.baseline_mse is not None:
+            self.log(f"{stage}/baseline_mse", float(self.baseline_mse), on_epoch=True, batch_size=n)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    configure_optimizers = ClassificationTask.configure_optimizers
+
+
+def _detach(state: Any) -> Any:
+    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+
+
+class LanguageModelTask(pl.LightningModule):
+    """Next-token prediction (``char_text``): cross-entropy per token, perplexity ``val/ppl`` = exp(loss).
+
+    Truncated backpropagation through time: with ``bptt`` in the data config shorter than a window, the
+    window is run in chunks of ``bptt`` steps; the recurrent state flows on through the whole window but
+    is detached between chunks, so gradients reach back at most ``bptt`` steps. :meth:`sample` writes text.
+    Same constructor as :class:`ClassificationTask`; the vocabulary comes from the data facts' ``class_names``.
+    """
+
+    def __init__(
+        self,
+        model: dict[str, Any],
+        num_classes: int,
+        in_channels: int,
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any] | None = None,
+        loss: dict[str, Any] | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if model.get("bidirectional"):
+            raise ZooError(
+                "a language model predicts the next token, so it cannot be bidirectional; set model.bidirectional=false"
+            )
+        self.net = build_network(model, num_classes, in_channels, None)
+        if not hasattr(self.net, "forward_with_state"):
+            raise ZooError(f"model {model.get('name')!r} is not recurrent; language modelling needs rnn, lstm or gru")
+        self.criterion = instantiate(loss) if loss else nn.CrossEntropyLoss()
+        data = data or {}
+        self.bptt = (data.get("config") or {}).get("bptt")
+        self.vocab: list[str] = list(data.get("facts", {}).get("class_names") or [])
+        self.val_nll, self.test_nll = MeanMetric(), MeanMetric()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_with_state(x)[0]  # N x V x T
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch  # N x T tokens, and the same shifted by one
+        steps = x.shape[1]
+        chunk = self.bptt if self.bptt and self.bptt < steps else steps
+        state, loss = None, x.new_zeros((), dtype=torch.float32)
+        for s in range(0, steps, chunk):
+            logits, state = self.net.forward_with_state(x[:, s : s + chunk], state)  # N x V x chunk
+            loss = loss + self.criterion(logits, y[:, s : s + chunk]) * logits.shape[-1] / steps
+            state = _detach(state)  # truncate: no gradient flows into earlier chunks
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        return loss
+
+    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
+        x, y = batch
+        loss = self.criterion(self(x), y)
+        nll = self.val_nll if stage == "val" else self.test_nll
+        nll.update(loss, weight=y.numel())
+        self.log(f"{stage}/loss", loss, on_epoch=True, batch_size=len(y), prog_bar=stage == "val")
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def _log_perplexity(self, stage: str) -> None:
+        nll = self.val_nll if stage == "val" else self.test_nll
+        mean = nll.compute()
+        self.log(f"{stage}/ppl", torch.exp(mean), prog_bar=stage == "val")
+        self.log(f"{stage}/bpc", mean / math.log(2))  # bits per character
+        nll.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_perplexity("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_perplexity("test")
+
+    configure_optimizers = ClassificationTask.configure_optimizers
+
+    @torch.no_grad()
+    def sample(
+        self, prompt: str = "", length: int = 200, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> str:
+        """Continue ``prompt`` by ``length`` characters drawn from softmax(logits / temperature); 0 = greedy."""
+        if not self.vocab:
+            raise ZooError("this checkpoint stores no vocabulary (data facts class_names); it cannot sample text")
+        if temperature < 0:
+            raise ZooError(f"temperature must be >= 0; got {temperature}")
+        stoi = {c: i for i, c in enumerate(self.vocab)}
+        prompt = prompt or ("\n" if "\n" in stoi else self.vocab[0])
+        unknown = sorted(set(prompt) - set(stoi))
+        if unknown:
+            raise ZooError(f"prompt characters not in the model's vocabulary: {''.join(unknown)!r}")
+        was_training = self.training
+        self.eval()
+        tokens = torch.tensor([[stoi[c] for c in prompt]], device=self.device)  # 1 x P
+        logits, state = self.net.forward_with_state(tokens)  # 1 x V x P
+        out = []
+        for _ in range(length):
+            last = logits[0, :, -1].float()  # V
+            if temperature == 0:
+                nxt = int(last.argmax())
+            else:
+                probs = torch.softmax(last / temperature, dim=0).cpu()
+                nxt = int(torch.multinomial(probs, 1, generator=generator))
+            out.append(self.vocab[nxt])
+            logits, state = self.net.forward_with_state(torch.tensor([[nxt]], device=self.device), state)
+        self.train(was_training)
+        return prompt + "".join(out)
+
+
+TASKS: dict[str, type[pl.LightningModule]] = {
+    "classification": ClassificationTask,
+    "regression": SequenceRegressionTask,
+    "language_model": LanguageModelTask,
+}
 
 
 def task_class(kind: str) -> type[pl.LightningModule]:
