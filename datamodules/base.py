@@ -4,6 +4,8 @@ For MNIST- and CIFAR-sized data, the usual per-sample PIL pipeline in worker pro
 training speed. Here each split is loaded once, moved to the device the trainer uses, and every batch
 is a slice of it: indexed, converted to float, augmented in one batched operation and normalised,
 all on the device. Under DDP each rank reads its own shard, as ``DistributedSampler`` would give it.
+With ``balanced_sampler=true`` the training order is drawn with replacement, each sample weighted by
+the inverse frequency of its class, so every class is seen equally often in expectation.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from datamodules.augment import Augment, make_knobs
 from zoo.errors import ZooError
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -44,6 +47,7 @@ class TensorBatches:
     Shuffling uses a generator seeded with ``seed + epoch``, so an epoch's order is reproducible and a
     resumed run sees the same order as an uninterrupted one. With ``world_size > 1`` the permutation
     is padded to a multiple of the world size and rank ``r`` takes every ``world_size``-th index.
+    With ``weights`` (one per sample) the epoch's indices are drawn with replacement in proportion to them.
     """
 
     def __init__(
@@ -59,6 +63,7 @@ class TensorBatches:
         rank: int = 0,
         world_size: int = 1,
         target_transform: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
+        weights: torch.Tensor | None = None,
     ) -> None:
         self.split = split
         self.batch_size = batch_size
@@ -70,10 +75,14 @@ class TensorBatches:
         self.epoch = epoch
         self.rank = rank
         self.world_size = world_size
+        self.weights = weights
 
     def _indices(self) -> torch.Tensor:
         n = len(self.split)
-        if self.shuffle:
+        if self.weights is not None:  # same seed on every rank: the ranks shard one common draw
+            g = torch.Generator().manual_seed(self.seed + self.epoch())
+            idx = torch.multinomial(self.weights.double().cpu(), n, replacement=True, generator=g)
+        elif self.shuffle:
             g = torch.Generator().manual_seed(self.seed + self.epoch())
             idx = torch.randperm(n, generator=g)
         else:
@@ -106,6 +115,10 @@ class InMemoryDataModule(pl.LightningDataModule):
 
     Facts every datamodule exposes (the model and the task are built from them, never from a second
     config key): ``num_classes``, ``input_shape``, ``mean``, ``std``, ``class_names``, ``task``.
+
+    Training batches go through :class:`datamodules.augment.Augment`: the ``augment`` preset (``none``,
+    ``standard``, ``strong``, chosen for the dataset's ``augment_kind``: ``objects`` or ``digits``) with the
+    ``aug`` knobs on top; validation and test batches are only converted and normalised.
     """
 
     name: str = "in_memory"
@@ -115,6 +128,7 @@ class InMemoryDataModule(pl.LightningDataModule):
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     class_names: list[str] = []
+    augment_kind: str = "objects"
 
     def __init__(
         self,
@@ -122,7 +136,9 @@ class InMemoryDataModule(pl.LightningDataModule):
         eval_batch_size: int | None = None,
         seed: int = 0,
         drop_last: bool = False,
-        augment: Any = None,
+        augment: str | None = "none",
+        aug: dict[str, Any] | None = None,
+        balanced_sampler: bool = False,
     ) -> None:
         super().__init__()
         if int(batch_size) <= 0:
@@ -132,6 +148,8 @@ class InMemoryDataModule(pl.LightningDataModule):
         self.seed = seed
         self.drop_last = drop_last
         self.augment = augment
+        self.aug = dict(aug or {})
+        self.balanced_sampler = bool(balanced_sampler)
         self.splits: dict[str, Split] = {}
         self._on_device: dict[tuple[str, str], Split] = {}
 
@@ -140,9 +158,14 @@ class InMemoryDataModule(pl.LightningDataModule):
         """Return ``{"train": Split, "val": Split, "test": Split}`` as uint8 CPU tensors."""
         raise NotImplementedError
 
+    def augmenter(self) -> Augment:
+        """The training pipeline: the ``augment`` preset for this kind of data, ``aug`` knobs on top."""
+        return Augment(self.mean, self.std, self.num_classes, make_knobs(self.augment, self.augment_kind, self.aug))
+
     def train_transform(self) -> Transform:
         """Batched transform for training batches: augmentation, then conversion and normalisation."""
-        return self.eval_transform()
+        pipeline = self.augmenter()
+        return pipeline.images if pipeline.is_random else self.eval_transform()
 
     def eval_transform(self) -> Transform:
         """Deterministic batched transform: uint8 -> float in [0, 1] -> normalised."""
@@ -172,9 +195,29 @@ class InMemoryDataModule(pl.LightningDataModule):
             self._on_device[key] = self.splits[name].to(device)
         return self._on_device[key]
 
+    def class_counts(self) -> torch.Tensor:
+        """How many training samples each class has, (num_classes,) int64."""
+        self.setup()
+        y = self.splits["train"].y
+        if y.ndim != 1 or y.is_floating_point():
+            raise ZooError(f"class counts need integer class labels; data {self.name!r} has targets of shape "
+                           f"{tuple(y.shape)}")
+        return torch.bincount(y.cpu(), minlength=self.num_classes)
+
+    def class_weights(self) -> torch.Tensor:
+        """Loss weights ``n / (num_classes * count_c)`` (scikit-learn's "balanced"); 0 for absent classes."""
+        counts = self.class_counts().double()
+        w = counts.sum() / (len(counts) * counts)
+        return torch.where(counts > 0, w, torch.zeros_like(w)).float()
+
+    def sample_weights(self) -> torch.Tensor:
+        """Per training sample, the inverse frequency of its class: what the balanced sampler draws by."""
+        return self.class_weights()[self.splits["train"].y.cpu()]
+
     def _batches(self, name: str, train: bool) -> TensorBatches:
         trainer = getattr(self, "trainer", None)
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        pipeline = self.augmenter() if train else None
         return TensorBatches(
             self._split_on_device(name),
             self.batch_size if train else self.eval_batch_size,
@@ -185,6 +228,8 @@ class InMemoryDataModule(pl.LightningDataModule):
             epoch=(lambda: trainer.current_epoch) if trainer is not None else (lambda: 0),
             rank=rank,
             world_size=world,
+            target_transform=pipeline.mix if pipeline is not None and pipeline.mixes else None,
+            weights=self.sample_weights() if train and self.balanced_sampler else None,
         )
 
     def train_dataloader(self) -> TensorBatches:

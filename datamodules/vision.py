@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import gzip
+import pickle
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+import torch.utils.data
 
+from datamodules.augment import Augment
 from datamodules.base import InMemoryDataModule, Split, seeded_split
 from zoo.errors import ZooError
 
@@ -60,3 +65,494 @@ class MNISTTiny(InMemoryDataModule):
         n_train = len(x) - self.val_size - self.test_size
         tr, va, te = seeded_split(len(x), [n_train, self.val_size, self.test_size], self.split_seed)
         return {"train": Split(x[tr], y[tr]), "val": Split(x[va], y[va]), "test": Split(x[te], y[te])}
+
+
+# -- the real datasets, read from torchvision's on-disk layout ---------------------------------
+def _fetch_command(data: str, data_dir: Path) -> str:
+    return f"python train.py data={data} data.data_dir={data_dir} data.download=true"
+
+
+def _val_count(val_size: float | int, n: int) -> int:
+    """``val_size`` as a count (int >= 1) or a fraction of the training set (0 <= float < 1)."""
+    if isinstance(val_size, float) and 0 <= val_size < 1:
+        return int(round(val_size * n))
+    if int(val_size) != val_size or val_size < 0 or val_size >= n:
+        raise ZooError(f"data.val_size must be a fraction in [0, 1) or a count below the {n} training samples; "
+                       f"got {val_size}")
+    return int(val_size)
+
+
+class FileDataModule(InMemoryDataModule):
+    """A dataset read from files under ``data_dir`` (where ``torchvision.datasets.<Name>(data_dir,
+    download=True)`` puts them), held in memory, its training set split into train/val with
+    ``split_seed`` and its official test set kept as test."""
+
+    config_name: str = ""  # the data=... option, for the fetch command in error messages
+
+    def __init__(self, data_dir: str | Path = "data", download: bool = False, val_size: float | int = 0.1,
+                 split_seed: int = 0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.data_dir = Path(data_dir).expanduser().resolve()
+        self.download, self.val_size, self.split_seed = bool(download), val_size, split_seed
+
+    # what a subclass provides
+    def files(self) -> list[Path]:
+        """The files that must exist (first match of alternatives is enough, see :meth:`missing`)."""
+        raise NotImplementedError
+
+    def fetch(self) -> None:
+        """Download with torchvision's own code."""
+        raise NotImplementedError
+
+    def read(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 (N, C, H, W) images and int64 labels of the training or the test set."""
+        raise NotImplementedError
+
+    def missing(self) -> list[Path]:
+        return [p for p in self.files() if not p.is_file()]
+
+    def load_splits(self) -> dict[str, Split]:
+        if self.missing() and self.download:
+            try:
+                self.fetch()
+            except Exception as e:  # no network, disk full, a server gone: one clear line
+                raise ZooError(f"could not download {self.name} to {self.data_dir}: {type(e).__name__}: {e}") from e
+        missing = self.missing()
+        if missing:
+            raise ZooError(f"{self.name} not found: looked for {', '.join(str(p) for p in missing)}; fetch it with: "
+                           f"{_fetch_command(self.config_name or self.name, self.data_dir)}")
+        x, y = self.read(train=True)
+        xt, yt = self.read(train=False)
+        for images, labels in ((x, y), (xt, yt)):
+            if tuple(images.shape[1:]) != tuple(self.input_shape):
+                raise ZooError(f"{self.name} files in {self.data_dir} hold images of shape {tuple(images.shape[1:])}; "
+                               f"expected {tuple(self.input_shape)}")
+            if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+                raise ZooError(f"{self.name} files in {self.data_dir} hold labels outside 0..{self.num_classes - 1}")
+        n_val = _val_count(self.val_size, len(x))
+        tr, va = seeded_split(len(x), [len(x) - n_val, n_val], self.split_seed)
+        return {"train": Split(x[tr], y[tr]), "val": Split(x[va], y[va]), "test": Split(xt, yt)}
+
+
+def _corrupt(path: Path, why: str) -> ZooError:
+    return ZooError(f"{path} is corrupt or not in the expected format ({why}); delete it and fetch it again")
+
+
+# MNIST family: idx-ubyte files, gzipped (as downloaded) or not (as torchvision extracts them)
+def read_idx(path: Path) -> np.ndarray:
+    """Read an idx-ubyte file (``.gz`` or raw): magic 0 0 0x08 ndim, big-endian int32 sizes, uint8 data."""
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as e:
+        raise _corrupt(path, f"{type(e).__name__}: {e}") from e
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise _corrupt(path, "no idx-ubyte header")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise _corrupt(path, "truncated header")
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    if len(data) != header + int(np.prod(shape)):
+        raise _corrupt(path, f"header says {shape} but it holds {len(data) - header} bytes")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+class MNIST(FileDataModule):
+    """LeCun et al. (1998): 60,000 + 10,000 handwritten digits, 28 x 28, from ``data_dir/MNIST/raw``."""
+
+    name = config_name = "mnist"
+    folder = "MNIST"
+    num_classes = 10
+    input_shape = (1, 28, 28)
+    mean, std = MNIST_MEAN, MNIST_STD
+    class_names = DIGITS
+    augment_kind = "digits"
+
+    @property
+    def raw(self) -> Path:
+        return self.data_dir / self.folder / "raw"
+
+    def _file(self, stem: str) -> Path:
+        plain = self.raw / stem
+        gz = plain.with_name(stem + ".gz")
+        return plain if plain.is_file() or not gz.is_file() else gz
+
+    def files(self) -> list[Path]:
+        return [self._file(f"{p}-{k}-ubyte") for p in ("train", "t10k") for k in ("images-idx3", "labels-idx1")]
+
+    def missing(self) -> list[Path]:
+        return [p.with_name(p.name + "[.gz]") for p in self.files() if not p.is_file()]
+
+    def fetch(self) -> None:
+        import torchvision.datasets
+
+        cls = getattr(torchvision.datasets, self.folder)
+        for train in (True, False):
+            cls(str(self.data_dir), train=train, download=True)
+
+    def read(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        prefix = "train" if train else "t10k"
+        ipath, lpath = self._file(f"{prefix}-images-idx3-ubyte"), self._file(f"{prefix}-labels-idx1-ubyte")
+        images, labels = read_idx(ipath), read_idx(lpath)
+        if images.ndim != 3 or images.shape[1:] != (28, 28):
+            raise _corrupt(ipath, f"images of shape {images.shape[1:]}, expected 28 x 28")
+        if labels.ndim != 1 or len(labels) != len(images):
+            raise _corrupt(lpath, f"{labels.shape} labels for {len(images)} images")
+        return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
+
+
+class FashionMNIST(MNIST):
+    """Xiao, Rasul & Vollgraf (2017): Zalando's clothing images in MNIST's format, ``data_dir/FashionMNIST/raw``."""
+
+    name = config_name = "fashion_mnist"
+    folder = "FashionMNIST"
+    mean, std = (0.2860,), (0.3530,)
+    class_names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot"]
+    augment_kind = "objects"
+
+
+class KMNIST(MNIST):
+    """Clanuwat et al. (2018): Kuzushiji-MNIST, cursive Japanese characters, ``data_dir/KMNIST/raw``."""
+
+    name = config_name = "kmnist"
+    folder = "KMNIST"
+    mean, std = (0.1918,), (0.3483,)
+    class_names = ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"]
+
+
+# CIFAR: python pickles. torchvision's CIFAR10 class refuses files whose md5 differs from the
+# originals, so small generated test files could not be read through it; this loader reads the
+# same files in the same layout, and checks the md5 where a file claims to be an original (full size).
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only: a data file never runs code."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}  # py3 protocol-2 bytes
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return super().find_class(module, name)
+
+
+def load_pickle(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            obj = _ArrayUnpickler(f, encoding="latin1").load()
+    except Exception as e:  # truncated (EOFError), garbage (UnpicklingError), ...
+        raise _corrupt(path, f"{type(e).__name__}: {e}") from e
+    if not isinstance(obj, dict):
+        raise _corrupt(path, f"a {type(obj).__name__}, not a dict")
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
+
+
+def _check_md5(path: Path, md5: str) -> None:
+    from torchvision.datasets.utils import check_integrity
+
+    if not check_integrity(str(path), md5):
+        raise _corrupt(path, "it has the size of the original file but not its md5 sum")
+
+
+class CIFAR10(FileDataModule):
+    """Krizhevsky (2009): 50,000 + 10,000 colour images, 32 x 32, 10 classes, ``data_dir/cifar-10-batches-py``."""
+
+    name = config_name = "cifar10"
+    folder = "cifar-10-batches-py"
+    num_classes = 10
+    input_shape = (3, 32, 32)
+    mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+    class_names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    tv_class = "CIFAR10"
+    label_key, meta_file, meta_key = "labels", "batches.meta", "label_names"
+    official_rows = 10000  # images in each original training file
+
+    def _lists(self, train: bool) -> list[tuple[str, str]]:
+        import torchvision.datasets
+
+        cls = getattr(torchvision.datasets, self.tv_class)
+        return [tuple(e) for e in (cls.train_list if train else cls.test_list)]
+
+    def files(self) -> list[Path]:
+        names = [n for t in (True, False) for n, _ in self._lists(t)] + [self.meta_file]
+        return [self.data_dir / self.folder / n for n in names]
+
+    def fetch(self) -> None:
+        import torchvision.datasets
+
+        getattr(torchvision.datasets, self.tv_class)(str(self.data_dir), download=True)
+
+    def read(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        xs, ys = [], []
+        for fname, md5 in self._lists(train):
+            path = self.data_dir / self.folder / fname
+            entry = load_pickle(path)
+            data, labels = entry.get("data"), entry.get(self.label_key)
+            if not isinstance(data, np.ndarray) or labels is None:
+                raise _corrupt(path, f"no 'data' array and {self.label_key!r} list")
+            if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
+                raise _corrupt(path, f"data {data.dtype} {data.shape} with {len(labels)} labels, "
+                                     f"expected uint8 (N, 3072) and N labels")
+            if len(data) == (self.official_rows if train else 10000):  # claims to be an original file
+                _check_md5(path, md5)
+            xs.append(data.reshape(-1, 3, 32, 32))
+            ys.append(np.asarray(labels, dtype=np.int64))
+        if train:  # class names from the meta file, as torchvision's classes attribute
+            meta_path = self.data_dir / self.folder / self.meta_file
+            names = load_pickle(meta_path).get(self.meta_key)
+            if not isinstance(names, list) or len(names) != self.num_classes:
+                raise _corrupt(meta_path, f"no list of {self.num_classes} {self.meta_key!r}")
+            self.class_names = [str(n) for n in names]
+        return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
+
+
+class CIFAR100(CIFAR10):
+    """Krizhevsky (2009): as CIFAR-10 with 100 fine classes, ``data_dir/cifar-100-python``."""
+
+    name = config_name = "cifar100"
+    folder = "cifar-100-python"
+    num_classes = 100
+    mean, std = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+    class_names = []
+    tv_class = "CIFAR100"
+    label_key, meta_file, meta_key = "fine_labels", "meta", "fine_label_names"
+    official_rows = 50000
+
+
+# SVHN: MATLAB .mat files directly in data_dir; same md5 story as CIFAR
+class SVHN(FileDataModule):
+    """Netzer et al. (2011): Street View House Numbers, 73,257 + 26,032 digits, 32 x 32 colour, from
+    ``data_dir/{train,test}_32x32.mat`` (``use_extra=true`` adds the 531,131 extra images to training)."""
+
+    name = config_name = "svhn"
+    num_classes = 10
+    input_shape = (3, 32, 32)
+    mean, std = (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)
+    class_names = DIGITS
+    augment_kind = "digits"
+    official = {"train": 73257, "test": 26032, "extra": 531131}
+
+    def __init__(self, use_extra: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.use_extra = bool(use_extra)
+
+    def _splits(self) -> list[str]:
+        return ["train", "test"] + (["extra"] if self.use_extra else [])
+
+    def files(self) -> list[Path]:
+        return [self.data_dir / f"{s}_32x32.mat" for s in self._splits()]
+
+    def fetch(self) -> None:
+        import torchvision.datasets
+
+        for s in self._splits():
+            torchvision.datasets.SVHN(str(self.data_dir), split=s, download=True)
+
+    def _read_mat(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        import scipy.io
+        import torchvision.datasets
+
+        path = self.data_dir / f"{split}_32x32.mat"
+        try:
+            mat = scipy.io.loadmat(path)
+        except Exception as e:  # truncated or not a .mat file
+            raise _corrupt(path, f"{type(e).__name__}: {e}") from e
+        x, y = mat.get("X"), mat.get("y")
+        if not isinstance(x, np.ndarray) or not isinstance(y, np.ndarray):
+            raise _corrupt(path, "no 'X' and 'y' arrays")
+        if x.dtype != np.uint8 or x.ndim != 4 or x.shape[:3] != (32, 32, 3) or y.size != x.shape[3]:
+            raise _corrupt(path, f"X {x.dtype} {x.shape} and y {y.shape}, expected uint8 (32, 32, 3, N) and N labels")
+        if x.shape[3] == self.official[split]:
+            _check_md5(path, torchvision.datasets.SVHN.split_list[split][2])
+        labels = y.astype(np.int64).reshape(-1)
+        labels[labels == 10] = 0  # SVHN labels the digit 0 as 10
+        return x.transpose(3, 2, 0, 1), labels  # (H, W, C, N) -> (N, C, H, W)
+
+    def read(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        parts = [self._read_mat(s) for s in (["train"] + (["extra"] if self.use_extra else []) if train else ["test"])]
+        x = np.concatenate([p[0] for p in parts])
+        y = np.concatenate([p[1] for p in parts])
+        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y)
+
+
+class Digits(InMemoryDataModule):
+    """scikit-learn's 1,797 8 x 8 handwritten digits (UCI), upsampled (bilinear) to ``image_size``: a
+    seeded train/val/test split, as the set has no official test part."""
+
+    name = "digits"
+    num_classes = 10
+    mean, std = (0.3049,), (0.3244,)  # of the training split upsampled to 28 x 28
+    class_names = DIGITS
+    augment_kind = "digits"
+
+    def __init__(self, image_size: int = 28, val_size: float | int = 0.1, test_size: float | int = 0.2,
+                 split_seed: int = 0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if int(image_size) < 8:
+            raise ZooError(f"data.image_size must be at least 8 (the digits are 8 x 8); got {image_size}")
+        self.image_size, self.split_seed = int(image_size), split_seed
+        self.val_size, self.test_size = val_size, test_size
+        self.input_shape = (1, self.image_size, self.image_size)
+
+    def load_splits(self) -> dict[str, Split]:
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        x = torch.from_numpy(d.images).float().unsqueeze(1) / 16  # values 0..16
+        if self.image_size != 8:
+            x = torch.nn.functional.interpolate(x, size=self.image_size, mode="bilinear", align_corners=False)
+        x = (x.clamp(0, 1) * 255).round().to(torch.uint8)
+        y = torch.from_numpy(d.target.astype(np.int64))
+        n_test = _val_count(self.test_size, len(x))
+        n_val = _val_count(self.val_size, len(x) - n_test)
+        tr, va, te = seeded_split(len(x), [len(x) - n_val - n_test, n_val, n_test], self.split_seed)
+        return {"train": Split(x[tr], y[tr]), "val": Split(x[va], y[va]), "test": Split(x[te], y[te])}
+
+
+# -- ImageFolder: the one dataset that does not fit in memory ---------------------------------
+class _Decode:
+    """Open an image file as RGB, naming the file when it cannot be read (a picklable loader for workers)."""
+
+    def __call__(self, path: str) -> Any:
+        from PIL import Image
+
+        try:
+            with open(path, "rb") as f:
+                return Image.open(f).convert("RGB")
+        except Exception as e:
+            raise ZooError(f"cannot read image {path}: {type(e).__name__}: {e}") from e
+
+
+class ImageFolder(InMemoryDataModule):
+    """ImageNet-style folders: ``data_dir/train/<class>/*.jpg`` and ``data_dir/val/<class>/*.jpg``
+    (``data_dir/test/`` too, if there is one), class names the sorted sub-folder names.
+
+    Too big for memory, so images are decoded and cropped per sample by PIL in DataLoader workers:
+    training uses an Inception-style random resized crop to ``image_size`` (when ``augment`` is not
+    ``none``), evaluation resizes the short side to ``resize`` and takes the centre ``image_size``
+    crop. The workers hand over uint8 batches; flips, colour, erasing, normalisation and mixing then
+    run batched on the device (:meth:`on_after_batch_transfer`), as for the in-memory datasets.
+
+    Splits: ``val_size=0`` validates on ``val/``; a count or fraction instead validates on a seeded
+    split of ``train/`` and keeps ``val/`` as the test set. Without ``test/``, test is ``val/``.
+    """
+
+    name = "imagefolder"
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet's
+
+    def __init__(self, data_dir: str | Path = "data/imagefolder", image_size: int = 224, resize: int | None = None,
+                 scale: tuple[float, float] = (0.08, 1.0), num_workers: int = 4, val_size: float | int = 0,
+                 split_seed: int = 0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.data_dir = Path(data_dir).expanduser().resolve()
+        self.image_size = int(image_size)
+        self.resize = int(resize) if resize else int(round(self.image_size * 256 / 224))
+        self.scale = tuple(float(s) for s in scale)
+        self.num_workers, self.val_size, self.split_seed = int(num_workers), val_size, split_seed
+        self.input_shape = (3, self.image_size, self.image_size)
+        self.datasets: dict[str, Any] = {}
+
+    def _folder(self, split: str) -> Any:
+        import torchvision.datasets
+
+        root = self.data_dir / split
+        try:
+            return torchvision.datasets.ImageFolder(str(root), loader=_Decode())
+        except (FileNotFoundError, OSError) as e:
+            raise ZooError(f"imagefolder: no images found in {root} ({e}); point data.data_dir at a folder with "
+                           f"train/ and val/ sub-folders of class folders (it cannot be downloaded)") from e
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        from torch.utils.data import Subset
+
+        if not (self.data_dir / "train").is_dir():
+            raise ZooError(f"imagefolder not found: looked for {self.data_dir}/train/<class>/<image>; point "
+                           f"data.data_dir at a folder with train/ and val/ sub-folders of class folders")
+        train = self._folder("train")
+        val = self._folder("val") if (self.data_dir / "val").is_dir() else None
+        test = self._folder("test") if (self.data_dir / "test").is_dir() else val
+        for name, ds in (("val", val), ("test", test)):
+            if ds is not None and ds.classes != train.classes:
+                raise ZooError(f"imagefolder: {name}/ has classes {ds.classes}, train/ has {train.classes}")
+        self.class_names, self.num_classes = list(train.classes), len(train.classes)
+        self.train_targets = torch.tensor(train.targets, dtype=torch.int64)
+        n_val = _val_count(self.val_size, len(train)) if self.val_size else 0
+        if n_val or val is None:
+            n_val = n_val or _val_count(0.1, len(train))
+            tr, va = seeded_split(len(train), [len(train) - n_val, n_val], self.split_seed)
+            self.train_targets = self.train_targets[tr]
+            self.datasets = {"train": Subset(train, tr.tolist()), "val": Subset(train, va.tolist()),
+                             "test": test if test is not None else Subset(train, va.tolist())}
+        else:
+            self.datasets = {"train": train, "val": val, "test": test}
+        self.datasets = {k: _Transformed(v, self.pil_transform(k == "train")) for k, v in self.datasets.items()}
+
+    def pil_transform(self, train: bool) -> Any:
+        """Per-sample PIL work in the workers: decode is done by the folder, then crop to uint8 (3, S, S)."""
+        from torchvision.transforms import v2
+
+        if train and (self.augment or "none") != "none":
+            crop = [v2.RandomResizedCrop(self.image_size, scale=self.scale, antialias=True)]
+        else:
+            crop = [v2.Resize(self.resize, antialias=True), v2.CenterCrop(self.image_size)]
+        return v2.Compose([v2.PILToTensor(), *crop])
+
+    def augmenter(self) -> Augment:
+        """The device-side part: the crops happened in the workers, so they are left out here."""
+        pipeline = super().augmenter()
+        pipeline.k = replace(pipeline.k, crop_padding=0, resized_crop=None)
+        return pipeline
+
+    def class_counts(self) -> torch.Tensor:
+        self.setup()
+        return torch.bincount(self.train_targets, minlength=self.num_classes)
+
+    def _loader(self, split: str, train: bool) -> Any:
+        from torch.utils.data import DataLoader, WeightedRandomSampler
+
+        self.setup()
+        sampler = None
+        if train and self.balanced_sampler:
+            weights = self.class_weights()[self.train_targets].double()
+            sampler = WeightedRandomSampler(weights, len(weights), replacement=True)
+        return DataLoader(self.datasets[split], batch_size=self.batch_size if train else self.eval_batch_size,
+                          shuffle=train and sampler is None, sampler=sampler, num_workers=self.num_workers,
+                          drop_last=self.drop_last and train, persistent_workers=self.num_workers > 0,
+                          pin_memory=torch.cuda.is_available())
+
+    def train_dataloader(self) -> Any:
+        return self._loader("train", True)
+
+    def val_dataloader(self) -> Any:
+        return self._loader("val", False)
+
+    def test_dataloader(self) -> Any:
+        return self._loader("test", False)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """uint8 batch on the device -> augmented (training) or only normalised (evaluation)."""
+        x, y = batch
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.training:
+            pipeline = self.augmenter()
+            return pipeline.mix(pipeline.images(x), y)
+        return self.eval_transform()(x), y
+
+
+class _Transformed(torch.utils.data.Dataset):
+    """A dataset with a per-sample transform of its images (a picklable wrapper for workers)."""
+
+    def __init__(self, base: Any, transform: Any) -> None:
+        self.base, self.transform = base, transform
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        image, label = self.base[i]
+        return self.transform(image), label
