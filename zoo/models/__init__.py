@@ -8,3 +8,5 @@ from zoo.models import densenet  # noqa: F401
 from zoo.models import alexnet  # noqa: F401
 from zoo.models import zfnet  # noqa: F401
 from zoo.models import nin  # noqa: F401
+from zoo.models import vgg  # noqa: F401
+from zoo.models import mobilenet  # noqa: F401

@@ -35,3 +35,30 @@ class BasicConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.bn(self.conv(x)), inplace=True)
+
+
+def check_input_size(x: torch.Tensor, min_size: int, model: str) -> None:
+    """Raise a ZooError naming ``min_size`` for an input too small for ``model``, before any convolution.
+
+    Without it, a too-small image fails deep inside as a shape mismatch that says nothing about the cause.
+    """
+    from zoo.errors import ZooError
+
+    h, w = x.shape[-2:]
+    if h < min_size or w < min_size:
+        raise ZooError(f"{model} needs inputs of at least {min_size}x{min_size} pixels; got {h}x{w}")
+
+
+ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid")
+
+
+def make_activation(name: str) -> nn.Module:
+    """The activation module for a config's ``activation`` name (``relu``, ``leaky_relu``, ``elu``, ``gelu``,
+    ``tanh``, ``sigmoid``); parameter-free, so the choice never changes a state_dict."""
+    from zoo.errors import ZooError
+
+    table = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "gelu": nn.GELU, "tanh": nn.Tanh,
+             "sigmoid": nn.Sigmoid}
+    if name not in table:
+        raise ZooError(f"unknown activation {name!r}; valid: {', '.join(ACTIVATIONS)}")
+    return table[name]()
