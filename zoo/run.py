@@ -227,4 +227,15 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     run_dir = output_dir(cfg)
     _write_metrics(run_dir, metrics)
     _report(metrics, run_dir)
+    if dm.task == "language_model" and cfg.get("sample_length"):  # language models also write text
+        _sample_text(cfg, task, run_dir)
     return metrics
+
+
+def _sample_text(cfg: DictConfig, task: pl.LightningModule, run_dir: Path) -> str:
+    """Continue ``cfg.prompt`` by ``cfg.sample_length`` characters at ``cfg.temperature``; print, save sample.txt."""
+    temperature = float(cfg.get("temperature", 1.0))
+    text = task.sample(str(cfg.get("prompt") or ""), int(cfg.sample_length), temperature)
+    (run_dir / "sample.txt").write_text(text + "\n", encoding="utf-8")
+    print(f"\nsample (temperature {temperature}):\n{text}", flush=True)
+    return text
