@@ -210,6 +210,16 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test a checkpoint on the test split of the data it was trained on; write ``metrics.json``."""
     if not cfg.get("ckpt_path"):
         raise ZooError("eval.py needs ckpt_path=PATH to a checkpoint written by train.py")
+    paths = OmegaConf.to_container(cfg.ckpt_path) if OmegaConf.is_list(cfg.ckpt_path) else cfg.ckpt_path
+    if isinstance(paths, list) or cfg.get("ensemble"):  # ckpt_path=[A,B,C] ensemble=mean|vote|weighted
+        from zoo.predict import evaluate_ensemble
+
+        paths = [str(p) for p in (paths if isinstance(paths, list) else [paths])]
+        return evaluate_ensemble(paths, cfg.get("ensemble") or "mean", output_dir(cfg), cfg.get("data_dir"))
+    if cfg.get("predict"):  # predict=IMAGE_OR_FOLDER: top-k classes and predictions.csv
+        from zoo.predict import predict
+
+        return {"predictions": predict(str(paths), str(cfg.predict), cfg.get("topk", 5), output_dir(cfg))}
     ckpt = load_checkpoint(cfg.ckpt_path)
     hp = ckpt["hyper_parameters"]
     data_cfg = OmegaConf.create(hp["data"]["config"])
