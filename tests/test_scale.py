@@ -1,0 +1,115 @@
+"""Scale and speed: DDP for real on CPU (gloo, 2 processes), torch.compile, channels_last, the CUDA path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from tests.conftest import ROOT, run_script
+
+FAST = ["callbacks.progress_bar.refresh_rate=0", "trainer.max_epochs=1"]
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+needs_two_gpus = pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs for NCCL DDP")
+
+
+@pytest.mark.parametrize("name", ["cpu", "gpu", "ddp", "ddp_cpu", "fsdp"])
+def test_trainer_configs_compose(name: str) -> None:
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"trainer={name}"])
+    assert cfg.trainer._target_ == "pytorch_lightning.Trainer"
+    if name == "gpu":
+        assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.channels_last and cfg.trainer.benchmark
+    if name == "ddp_cpu":
+        assert cfg.trainer.devices == 2 and cfg.trainer.accelerator == "cpu" and cfg.trainer.strategy == "ddp"
+
+
+@pytest.mark.slow
+def test_ddp_cpu_two_processes_one_run_directory(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = run_script("train.py", "trainer=ddp_cpu", f"hydra.run.dir={run_dir}", *FAST, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # One run directory for both ranks: no per-rank copies of the config, checkpoints or event files.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert len(list(run_dir.rglob("best.ckpt"))) == 1
+    assert len(list(run_dir.rglob(".hydra"))) == 1
+    trained = json.loads((run_dir / "metrics.json").read_text())
+
+    # The checkpoint loads in a single process, and a single-process test of it matches the DDP test.
+    import zoo
+
+    model = zoo.load_pretrained(run_dir / "checkpoints" / "best.ckpt")
+    assert model(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
+    proc = run_script("eval.py", f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}", f"hydra.run.dir={tmp_path / 'e'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    single = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert single["test/acc"] == pytest.approx(trained["test/acc"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_compiled_training_keeps_logging_and_checkpoint_keys(tmp_path: Path) -> None:
+    proc = run_script(
+        "train.py", "model.compile=true", f"hydra.run.dir={tmp_path}", *FAST,
+        "+trainer.limit_train_batches=4", "+trainer.limit_val_batches=1", "test=false", timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 4
+    assert not [k for k in ckpt["state_dict"] if "_orig_mod" in k]
+    assert "net.conv1.weight" in ckpt["state_dict"]
+    assert "val/acc" in json.loads((tmp_path / "metrics.json").read_text())
+
+
+def test_channels_last_keeps_weights_nhwc_and_outputs_equal(tmp_path: Path) -> None:
+    proc = run_script(
+        "train.py", "trainer.channels_last=true", f"hydra.run.dir={tmp_path}", *FAST,
+        "+trainer.limit_train_batches=3", "+trainer.limit_val_batches=1", "test=false",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    w = ckpt["state_dict"]["net.conv2.weight"]
+    assert w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+
+    import zoo
+
+    model = zoo.create_model("lenet5", num_classes=10, in_channels=1).eval()
+    x = torch.randn(4, 1, 28, 28)
+    ref = model(x)
+    model.to(memory_format=torch.channels_last)
+    torch.testing.assert_close(model(x), ref, rtol=1e-5, atol=1e-5)
+
+
+# ---- the CUDA path: runs where a GPU is present, skipped with a reason elsewhere ----------------------
+
+
+@needs_cuda
+def test_gpu_bf16_channels_last_run(tmp_path: Path) -> None:
+    proc = run_script("train.py", "trainer=gpu", "model=resnet18", f"hydra.run.dir={tmp_path}", *FAST,
+                      "+trainer.limit_train_batches=5", "+trainer.limit_val_batches=2", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert 0.0 <= metrics["test/acc"] <= 1.0
+
+
+@needs_cuda
+def test_device_side_pipeline_batches_live_on_the_gpu() -> None:
+    from datamodules.vision import MNISTTiny
+
+    dm = MNISTTiny(batch_size=256)
+    dm.setup()
+    split = dm.splits["train"].to(torch.device("cuda"))
+    assert split.x.dtype == torch.uint8 and split.x.is_cuda
+    from datamodules.base import TensorBatches
+
+    x, y = next(iter(TensorBatches(split, 256, dm.train_transform(), shuffle=True)))
+    assert x.is_cuda and y.is_cuda and x.dtype == torch.float32 and x.shape == (256, 1, 28, 28)
+
+
+@needs_two_gpus
+def test_ddp_nccl_two_gpus(tmp_path: Path) -> None:
+    proc = run_script("train.py", "trainer=ddp", "trainer.devices=2", f"hydra.run.dir={tmp_path}", *FAST, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "checkpoints" / "best.ckpt").is_file()
