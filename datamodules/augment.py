@@ -93,22 +93,36 @@ def random_resized_crop(x: torch.Tensor, size: int | tuple[int, int] | None = No
     return _sample(x, theta, (oh, ow))
 
 
+def affine(x: torch.Tensor, angle: torch.Tensor, translate: torch.Tensor, scale: torch.Tensor,
+           shear: torch.Tensor) -> torch.Tensor:
+    """Per-image affine map about the centre, with the conventions of torchvision's ``v2.functional.affine``
+    (a test holds them equal): rotation by ``angle`` degrees, shear of ``shear`` degrees along x, zoom
+    ``scale``, shift ``translate`` (N, 2) in pixels (x, y); bilinear, zero fill."""
+    n, _, h, w = x.shape
+    a = torch.deg2rad(-angle.float())  # torchvision's sign
+    sh = torch.tan(torch.deg2rad(-shear.float()))
+    s = scale.float()
+    cos, sin = torch.cos(a), torch.sin(a)
+    # forward map in [-1, 1] coords (y down), A = R(a) @ Shear_x(sh) @ diag(s, s); grid_sample wants
+    # the inverse, output -> input
+    fwd = torch.stack([torch.stack([cos * s, (cos * sh + sin) * s], 1),
+                       torch.stack([-sin * s, (-sin * sh + cos) * s], 1)], 1)  # N x 2 x 2
+    inv = torch.linalg.inv(fwd)
+    t = translate.float() * torch.tensor([2 / w, 2 / h], device=x.device)  # pixels -> [-1, 1] units
+    shift = -(inv @ t.unsqueeze(-1))  # N x 2 x 1
+    return _sample(x, torch.cat([inv, shift], 2))
+
+
 def random_affine(x: torch.Tensor, degrees: float = 0.0, translate: float = 0.0, scale: float = 0.0,
                   shear: float = 0.0) -> torch.Tensor:
     """Small per-image rotation (+-``degrees``), shift (+-``translate`` of the size), zoom
     (1 +- ``scale``) and shear (+-``shear`` degrees), bilinear, zero fill: the digits' augmentation."""
     n, device = len(x), x.device
-    a = torch.deg2rad(_uniform(n, -degrees, degrees, device))
-    s = _uniform(n, 1 - scale, 1 + scale, device)
-    sh = torch.tan(torch.deg2rad(_uniform(n, -shear, shear, device)))
-    tx, ty = (_uniform(n, -2 * translate, 2 * translate, device) for _ in range(2))  # [-1, 1] coords span 2
-    cos, sin = torch.cos(a), torch.sin(a)
-    # forward map A = R(a) @ Shear_x(sh) @ diag(s, s); grid_sample wants the inverse, output -> input
-    fwd = torch.stack([torch.stack([cos * s, (cos * sh - sin) * s], 1),
-                       torch.stack([sin * s, (sin * sh + cos) * s], 1)], 1)  # N x 2 x 2
-    inv = torch.linalg.inv(fwd)
-    shift = -(inv @ torch.stack([tx, ty], 1).unsqueeze(-1))  # N x 2 x 1
-    return _sample(x, torch.cat([inv, shift], 2))
+    h, w = x.shape[-2:]
+    shift = torch.stack([_uniform(n, -translate * w, translate * w, device),
+                         _uniform(n, -translate * h, translate * h, device)], 1)
+    return affine(x, _uniform(n, -degrees, degrees, device), shift, _uniform(n, 1 - scale, 1 + scale, device),
+                  _uniform(n, -shear, shear, device))
 
 
 # -- colour and noise -------------------------------------------------------------------------
