@@ -55,6 +55,7 @@ class MNISTTiny(InMemoryDataModule):
     input_shape = (1, 28, 28)
     mean, std = MNIST_MEAN, MNIST_STD
     class_names = DIGITS
+    augment_kind = "digits"
 
     def __init__(self, val_size: int = 500, test_size: int = 500, split_seed: int = 0, **kwargs) -> None:
         super().__init__(**kwargs)
