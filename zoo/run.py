@@ -20,6 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from zoo.errors import ZooError
+from zoo.init import init_weights
 from zoo.resume import ResumeState
 from zoo.tasks import task_class
 from zoo.weights import SafeCheckpointIO, load_checkpoint
@@ -43,6 +44,16 @@ def output_dir(cfg: DictConfig) -> Path:
     return Path(cfg.paths.output_dir)
 
 
+def loss_config(cfg: DictConfig, dm: Any) -> Any:
+    """``cfg.loss`` as a dict, ``weight: balanced`` replaced by the data's class weights (from training labels)."""
+    loss = _container(cfg.get("loss"))
+    if isinstance(loss, dict) and loss.get("weight") == "balanced":
+        if not hasattr(dm, "class_weights"):
+            raise ZooError(f"loss.weight=balanced needs class labels; data {getattr(dm, 'name', dm)!r} has none")
+        loss = {**loss, "weight": [round(float(w), 6) for w in dm.class_weights()]}
+    return loss
+
+
 def build_task(cfg: DictConfig, dm: Any) -> pl.LightningModule:
     """The LightningModule for ``dm``'s kind of task, built from plain (checkpointable) dictionaries."""
     return task_class(dm.task)(
@@ -51,8 +62,9 @@ def build_task(cfg: DictConfig, dm: Any) -> pl.LightningModule:
         in_channels=getattr(dm, "in_channels", dm.input_shape[0]),  # sequences: features per step or vocabulary
         optimizer=_container(cfg.optimizer),
         scheduler=_container(cfg.get("scheduler")),
-        loss=_container(cfg.get("loss")),
+        loss=loss_config(cfg, dm),
         data={"config": _container(cfg.data), "facts": dm.facts()},
+        **({"l1": float(cfg.l1)} if cfg.get("l1") else {}),  # L1 penalty on weights (ClassificationTask)
     )
 
 
@@ -144,6 +156,8 @@ def train(cfg: DictConfig) -> float | None:
     dm = instantiate(cfg.data)
     dm.setup()
     task = build_task(cfg, dm)
+    if not cfg.model.get("pretrained"):  # init=: a scheme for the fresh network; pretrained weights win
+        init_weights(task.net, _container(cfg.get("init")))
     _prepare_finetune(cfg, task, resuming=bool(ckpt_path))
     _prepare_speed(cfg, task)
     trainer = build_trainer(cfg)

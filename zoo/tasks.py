@@ -18,7 +18,19 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from zoo.errors import ZooError
 from zoo.models.layers import AuxLogits
+from zoo.optim import configure_optimizers, l1_penalty
 from zoo.registry import build_network
+
+
+def instantiate_loss(loss: dict[str, Any] | None) -> nn.Module:
+    """The loss from its config; a list ``weight`` (``loss.weight=balanced``, resolved from the data's class
+    counts by zoo.run.build_task, or given) becomes the tensor ``nn.CrossEntropyLoss`` wants."""
+    if not loss:
+        return nn.CrossEntropyLoss()
+    if isinstance(loss.get("weight"), (list, tuple)):
+        rest = {k: v for k, v in loss.items() if k != "weight"}
+        return instantiate(rest, weight=torch.tensor(loss["weight"], dtype=torch.float32))
+    return instantiate(loss)
 
 
 class ClassificationTask(pl.LightningModule):
@@ -27,7 +39,8 @@ class ClassificationTask(pl.LightningModule):
     Arguments are plain dictionaries (Hydra configs converted to containers):
     ``model`` (``name`` + kwargs), ``optimizer`` (a ``_partial_`` optimizer), ``scheduler`` (a
     ``_partial_`` LR scheduler with optional ``interval``/``monitor`` keys, or None), ``loss`` (a
-    loss module), and ``data`` (the datamodule config and facts, kept for rebuilding).
+    loss module), and ``data`` (the datamodule config and facts, kept for rebuilding). ``l1`` adds
+    ``l1 * sum|w|`` over the weights (not biases or norm parameters) to the training loss.
     """
 
     def __init__(
@@ -39,12 +52,13 @@ class ClassificationTask(pl.LightningModule):
         scheduler: dict[str, Any] | None = None,
         loss: dict[str, Any] | None = None,
         data: dict[str, Any] | None = None,
+        l1: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         image_size = (data or {}).get("facts", {}).get("input_shape", [None])[-1]
         self.net = build_network(model, num_classes, in_channels, image_size)
-        self.criterion = instantiate(loss) if loss else nn.CrossEntropyLoss()
+        self.criterion = instantiate_loss(loss)
         top5 = min(5, num_classes)
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -64,13 +78,15 @@ class ClassificationTask(pl.LightningModule):
         else:
             logits = out
             loss = self.criterion(logits, y)
+        if self.hparams.get("l1"):
+            loss = loss + self.hparams.l1 * l1_penalty(self.net)
         self.train_acc.update(logits.detach(), y.argmax(1) if y.is_floating_point() else y)
         # on_step values reach the logger every `log_every_n_steps`; no per-step .item() here.
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
 
-    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
+    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
         logits = self(x)
         acc, acc5 = (self.val_acc, self.val_acc5) if stage == "val" else (self.test_acc, self.test_acc5)
@@ -79,27 +95,16 @@ class ClassificationTask(pl.LightningModule):
         self.log(f"{stage}/loss", self.criterion(logits, y), on_epoch=True, prog_bar=stage == "val", sync_dist=True)
         self.log(f"{stage}/acc", acc, on_epoch=True, prog_bar=stage == "val")
         self.log(f"{stage}/acc_top5", acc5, on_epoch=True)
+        return logits
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._eval_step(batch, "val")
 
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "test")
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._eval_step(batch, "test")  # the logits reach callbacks (confusion matrix, worst images)
 
-    def configure_optimizers(self) -> Any:
-        # `_partial_` in the configs documents that params/optimizer come later; they come here.
-        opt_cfg = {k: v for k, v in self.hparams.optimizer.items() if k != "_partial_"}
-        optimizer = instantiate(opt_cfg, params=[p for p in self.parameters() if p.requires_grad])
-        if not self.hparams.scheduler:
-            return optimizer
-        sched_cfg = {k: v for k, v in self.hparams.scheduler.items() if k != "_partial_"}
-        interval = sched_cfg.pop("interval", "epoch")
-        monitor = sched_cfg.pop("monitor", "val/loss")
-        scheduler = instantiate(sched_cfg, optimizer=optimizer)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": interval, "monitor": monitor, "name": "train/lr"},
-        }
+    # zoo.optim builds the optimizer (weight decay on weights only) and the schedule (+ warmup) for every task.
+    configure_optimizers = configure_optimizers
 
 
 def _is_classification_loss(loss: dict[str, Any] | None) -> bool:

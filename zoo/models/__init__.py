@@ -10,3 +10,4 @@ from zoo.models import zfnet  # noqa: F401
 from zoo.models import nin  # noqa: F401
 from zoo.models import vgg  # noqa: F401
 from zoo.models import mobilenet  # noqa: F401
+from zoo.models import mlp  # noqa: F401

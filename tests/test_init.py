@@ -1,0 +1,108 @@
+"""Initialisation schemes: the weight statistics they give against the formulas, and zero-init of residuals."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torchvision
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from torch import nn
+
+from tests.conftest import ROOT
+from zoo.errors import ZooError
+from zoo.init import expected_std, init_weights
+
+
+def _net() -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(16, 64, 3), nn.BatchNorm2d(64), nn.Flatten(), nn.Linear(600, 400))
+
+
+def _check_std(w: torch.Tensor, std: float) -> None:
+    assert w.mean().abs().item() < 0.05 * std
+    assert w.std().item() == pytest.approx(std, rel=0.04)
+
+
+@pytest.mark.parametrize("scheme", ["xavier_uniform", "xavier_normal"])
+def test_xavier_variance_is_2_over_fan_in_plus_fan_out(scheme: str) -> None:
+    torch.manual_seed(0)
+    net = init_weights(_net(), {"scheme": scheme, "nonlinearity": "linear"})
+    conv, bn, lin = net[0], net[1], net[3]
+    _check_std(conv.weight, expected_std(scheme, 16 * 9, 64 * 9))
+    _check_std(lin.weight, math.sqrt(2 / (600 + 400)))
+    if scheme == "xavier_uniform":  # U(-a, a) with a = sqrt(6 / (fan_in + fan_out))
+        assert lin.weight.abs().max().item() <= math.sqrt(6 / 1000)
+    assert (conv.bias == 0).all() and (lin.bias == 0).all()
+    assert (bn.weight == 1).all() and (bn.bias == 0).all()
+
+
+@pytest.mark.parametrize("mode", ["fan_in", "fan_out"])
+@pytest.mark.parametrize("scheme", ["kaiming_uniform", "kaiming_normal"])
+def test_kaiming_variance_is_2_over_fan(scheme: str, mode: str) -> None:
+    torch.manual_seed(0)
+    net = init_weights(_net(), {"scheme": scheme, "mode": mode, "nonlinearity": "relu"})
+    fan = {"fan_in": 16 * 9, "fan_out": 64 * 9}[mode]
+    _check_std(net[0].weight, math.sqrt(2 / fan))
+    _check_std(net[3].weight, math.sqrt(2 / (600 if mode == "fan_in" else 400)))
+
+
+def test_orthogonal_rows_are_orthonormal_and_rnn_weights_are_covered() -> None:
+    torch.manual_seed(0)
+    lin = init_weights(nn.Linear(300, 200), "orthogonal")
+    torch.testing.assert_close(lin.weight @ lin.weight.T, torch.eye(200), atol=1e-5, rtol=0)
+    lstm = init_weights(nn.LSTM(8, 16), "orthogonal")
+    w = lstm.weight_hh_l0  # 64 x 16: columns orthonormal
+    torch.testing.assert_close(w.T @ w, torch.eye(16), atol=1e-5, rtol=0)
+    assert (lstm.bias_hh_l0 == 0).all()
+
+
+def test_trunc_normal_is_cut_at_two_sigma_with_the_truncated_std() -> None:
+    torch.manual_seed(0)
+    w = init_weights(nn.Linear(500, 400), {"scheme": "trunc_normal", "std": 0.02}).weight
+    assert w.abs().max().item() <= 0.04
+    # the standard deviation of N(0, s^2) truncated at +-2s: s * sqrt(1 - 2 * 2 phi(2) / (2 Phi(2) - 1))
+    phi = math.exp(-2) / math.sqrt(2 * math.pi)
+    big_phi = 0.5 * (1 + math.erf(2 / math.sqrt(2)))
+    _check_std(w, 0.02 * math.sqrt(1 - 4 * phi / (2 * big_phi - 1)))
+
+
+def test_default_keeps_the_models_own_weights() -> None:
+    net = _net()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    init_weights(net, {"scheme": "default"})
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_zero_init_residual_matches_torchvision() -> None:
+    ours = init_weights(torchvision.models.resnet50(), {"scheme": "default", "zero_init_residual": True})
+    ref = torchvision.models.resnet50(zero_init_residual=True)
+    zero = {k for k, v in ours.state_dict().items() if k.endswith("weight") and v.ndim == 1 and (v == 0).all()}
+    ref_zero = {k for k, v in ref.state_dict().items() if k.endswith("weight") and v.ndim == 1 and (v == 0).all()}
+    assert zero == ref_zero and len(zero) == 16  # bn3 of each of the 16 bottlenecks
+
+
+def test_zero_init_residual_on_the_zoo_resnet_and_a_net_without_blocks() -> None:
+    import zoo
+
+    net = init_weights(zoo.create_model("resnet18", num_classes=10), {"scheme": "kaiming_normal",
+                                                                       "zero_init_residual": True})
+    blocks = [m for m in net.modules() if hasattr(m, "downsample")]
+    assert len(blocks) == 8 and all((b.bn2.weight == 0).all() for b in blocks)
+    assert (net.bn1.weight == 1).all()
+    with pytest.raises(ZooError, match="no residual block"):
+        init_weights(_net(), {"scheme": "default", "zero_init_residual": True})
+
+
+def test_unknown_scheme_is_one_line() -> None:
+    with pytest.raises(ZooError, match="unknown init scheme 'he'; valid: default, xavier_uniform"):
+        init_weights(_net(), "he")
+
+
+def test_every_init_config_composes_and_applies() -> None:
+    for path in sorted((ROOT / "configs" / "init").glob("*.yaml")):
+        with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+            cfg = compose(config_name="train", overrides=[f"init={path.stem}"])
+        assert cfg.init.scheme == path.stem
+        init_weights(_net(), OmegaConf.to_container(cfg.init))
