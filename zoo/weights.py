@@ -151,10 +151,12 @@ def _meta_state_shapes(name: str, **kwargs: Any) -> dict[str, tuple[int, ...]] |
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-def guess_model(weights: StateDict, candidates: list[str] | None = None) -> tuple[str, float] | None:
+def guess_model(weights: StateDict, candidates: list[str] | None = None,
+                prefer: str | None = None) -> tuple[str, float] | None:
     """The registered model whose key names best match ``weights`` and the fraction that matched.
 
-    Names are compared, then shapes break ties, so a ResNet-18 file is told from a ResNet-34 one.
+    Names are compared, then shapes break ties, so a ResNet-18 file is told from a ResNet-34 one;
+    ``prefer`` wins any tie on names (an LSTM file is not "an RNN file" because the keys are the same).
     """
     from zoo.registry import entry, list_models
 
@@ -170,8 +172,9 @@ def guess_model(weights: StateDict, candidates: list[str] | None = None) -> tupl
         common = keys & theirs
         name_score = len(common) / max(len(keys | theirs), 1)
         shape_score = sum(tuple(weights[k].shape) == shapes[k] for k in common) / max(len(common), 1)
-        if best is None or (name_score, shape_score) > best[:2]:
-            best = (name_score, shape_score, name)
+        score = (name_score, 2.0 if name == prefer else shape_score)
+        if best is None or score > best[:2]:
+            best = (*score, name)
     return (best[2], best[0]) if best and best[0] > 0 else None
 
 
@@ -196,29 +199,34 @@ def mismatch_message(model_name: str, model: nn.Module, weights: StateDict) -> s
         parts.append(f"unexpected keys: {_summarise(unexpected)}")
     if shapes:
         parts.append(f"shape mismatches (file vs model): {_summarise(shapes, 3)}")
-    guess = guess_model(weights)
+    guess = guess_model(weights, prefer=model_name)
     hint = ""
     if guess and guess[0] != model_name:
         hint = f"; the file looks like a {guess[0]!r} state dict ({guess[1]:.0%} of key names match)"
     return f"weights do not fit {model_name!r}: " + "; ".join(parts) + hint
 
 
-def _infer_sizes(name: str, weights: StateDict) -> dict[str, int]:
-    """``num_classes`` and ``in_channels`` read off a bare state dict: first and last weight matrices."""
-    from zoo.registry import entry
+def _infer_sizes(name: str, weights: StateDict, kwargs: dict[str, Any]) -> dict[str, int]:
+    """``num_classes`` and ``in_channels`` of a bare state dict, where the caller did not give them.
 
-    e = entry(name)
-    default_in = e.input_size[0] if e.kind == "image" else e.input_size[-1]
-    shapes = _meta_state_shapes(name, in_channels=default_in)
-    if not shapes:
+    Candidates are the dimensions of the first and the last weight matrix; the pair whose meta-device
+    build has exactly the file's shapes wins.
+    """
+    if "in_channels" in kwargs and "num_classes" in kwargs:
         return {}
-    mats = [k for k, s in shapes.items() if k.endswith("weight") and len(s) >= 2]
-    out: dict[str, int] = {}
-    if mats and mats[0] in weights and weights[mats[0]].ndim >= 2:
-        out["in_channels"] = int(weights[mats[0]].shape[1])
-    if mats and mats[-1] in weights and weights[mats[-1]].ndim >= 1:
-        out["num_classes"] = int(weights[mats[-1]].shape[0])
-    return out
+    rest = {k: v for k, v in kwargs.items() if k not in ("in_channels", "num_classes")}
+    default = _meta_state_shapes(name, **rest) or {}
+    mats = [weights[k] for k in default if k in weights and weights[k].ndim >= 2]  # in the model's order
+    if not mats:
+        return {}
+    ins = [kwargs["in_channels"]] if "in_channels" in kwargs else list(dict.fromkeys(mats[0].shape))
+    outs = [kwargs["num_classes"]] if "num_classes" in kwargs else list(dict.fromkeys(mats[-1].shape))
+    for c in ins:
+        for n in outs:
+            shapes = _meta_state_shapes(name, in_channels=int(c), num_classes=int(n), **rest)
+            if shapes and all(k in weights and tuple(weights[k].shape) == s for k, s in shapes.items()):
+                return {"in_channels": int(c), "num_classes": int(n)}
+    return {}
 
 
 def state_dict_of(obj: dict[str, Any]) -> StateDict:
@@ -237,6 +245,23 @@ def state_dict_of(obj: dict[str, Any]) -> StateDict:
     return weights
 
 
+def _zoo_safetensors_meta(path: str | Path) -> dict[str, Any] | None:
+    """The model config ``zoo.export`` stores in a ``.safetensors`` file's metadata, if there is one."""
+    if Path(path).suffix != ".safetensors":
+        return None
+    import json
+
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if "zoo_model" not in meta:
+        return None
+    size = int(meta["image_size"]) if meta.get("image_size") else None
+    return {"model": json.loads(meta["zoo_model"]), "num_classes": int(meta["num_classes"]),
+            "in_channels": int(meta["in_channels"]), "data": {"facts": {"input_shape": [size]}}}
+
+
 def load_pretrained(
     path_or_state_dict: str | Path | dict[str, Any], name: str | None = None, strict: bool = True, **kwargs: Any
 ) -> nn.Module:
@@ -250,6 +275,9 @@ def load_pretrained(
     from zoo.registry import build_network, create_model, entry
 
     sd = path_or_state_dict if isinstance(path_or_state_dict, dict) else load_file(path_or_state_dict)
+    meta = None if isinstance(path_or_state_dict, dict) or name else _zoo_safetensors_meta(path_or_state_dict)
+    if meta is not None:  # written by zoo.export: the metadata says what to build
+        sd = {"state_dict": {f"net.{k}": v for k, v in sd.items()}, "hyper_parameters": meta}
     if "state_dict" in sd and "hyper_parameters" in sd:  # a zoo Lightning checkpoint
         hp = sd["hyper_parameters"]
         image_size = (hp.get("data") or {}).get("facts", {}).get("input_shape", [None])[-1]
@@ -266,7 +294,7 @@ def load_pretrained(
         converter = STATE_DICT_CONVERTERS.get(entry(name).family)
         if converter is not None:
             weights = converter(weights)
-        model = create_model(name, **{**_infer_sizes(name, weights), **kwargs})
+        model = create_model(name, **{**_infer_sizes(name, weights, kwargs), **kwargs})
         model_name = name
     if strict:
         problem = mismatch_message(model_name, model, weights)

@@ -1,0 +1,31 @@
+"""torch.hub entry points: ``torch.hub.load(repo_dir, "resnet18", source="local", num_classes=10)``.
+
+One entry point per registered model, generated from the registry, so a new model file is on the hub
+as soon as it registers. ``pretrained=PATH`` loads weights through ``zoo.load_pretrained`` (weights-only).
+"""
+
+from __future__ import annotations
+
+from typing import Any as _Any
+
+import zoo.registry as _registry
+import zoo.weights as _weights
+
+dependencies = ["torch", "torchvision"]
+
+
+def _entry_point(name: str) -> _Any:
+    def build(pretrained: str | None = None, **kwargs: _Any) -> _Any:
+        if pretrained:
+            return _weights.load_pretrained(pretrained, name=name, **kwargs)
+        return _registry.create_model(name, **kwargs)
+
+    e = _registry.entry(name)
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = (f"{name}: {e.paper} ({e.year}). Keyword arguments go to zoo.create_model "
+                     "(num_classes, in_channels, ...); pretrained=PATH loads weights safely.")
+    return build
+
+
+for _name in _registry.list_models():
+    globals()[_name] = _entry_point(_name)

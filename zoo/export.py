@@ -1,0 +1,126 @@
+"""Ship a network to another runtime: ``python -m zoo.export ckpt_path=PATH format=onnx|torchscript|safetensors``.
+
+The checkpoint alone says what to build and what an input looks like (``hyper_parameters["data"]["facts"]``):
+N x C x H x W images, N x T x F float sequences, or N x T token ids for language models. ONNX and
+TorchScript files take any batch size; ``.safetensors`` holds the weights only (no pickle, nothing to
+execute), with the model name and sizes in its metadata.
+
+Options: ``output=FILE`` (default: next to the checkpoint, its name with the format's suffix),
+``opset=N`` for ONNX.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from zoo.errors import ZooError
+
+FORMATS = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
+
+
+def example_input(hp: dict[str, Any], batch: int = 2) -> torch.Tensor:
+    """A batch shaped like the checkpoint's data: images, float sequences, or token ids."""
+    facts = hp["data"]["facts"]
+    shape = list(facts["input_shape"])
+    g = torch.Generator().manual_seed(0)
+    if facts.get("task") == "language_model":
+        return torch.randint(0, hp["in_channels"], (batch, shape[0]), generator=g)  # N x T token ids
+    return torch.randn(batch, *shape, generator=g)  # N x C x H x W or N x T x F
+
+
+def _tokens_or_features(net: nn.Module, hp: dict[str, Any], batch: int = 2) -> torch.Tensor:
+    x = example_input(hp, batch)
+    if x.is_floating_point():
+        try:
+            with torch.no_grad():
+                net(x)
+        except Exception:  # a token model (copy task) fed floats: give it ids instead
+            return torch.randint(0, hp["in_channels"], x.shape[:2], generator=torch.Generator().manual_seed(0))
+    return x
+
+
+def export_onnx(net: nn.Module, x: torch.Tensor, path: Path, opset: int | None = None) -> Path:
+    """ONNX with a dynamic batch dimension (the dynamo exporter, onnxscript), weights inside the file."""
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(net, (x,), dynamo=True, input_names=["input"], output_names=["logits"],
+                                    dynamic_shapes=({0: batch},), opset_version=opset, external_data=False,
+                                    verbose=False)
+    program.save(str(path), external_data=False)
+    return path
+
+
+def export_torchscript(net: nn.Module, x: torch.Tensor, path: Path) -> Path:
+    """``torch.jit.trace`` (one code path per input shape class; the zoo's forwards have no data-dependent branches)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(net, (x,), check_trace=False)
+    traced.save(str(path))
+    return path
+
+
+def export_safetensors(net: nn.Module, hp: dict[str, Any], path: Path) -> Path:
+    """Weights only, no pickle; ``zoo.load_pretrained(path, name=...)`` reads it back (metadata says the name)."""
+    from safetensors.torch import save_model
+
+    size = (hp.get("data") or {}).get("facts", {}).get("input_shape", [None])[-1]
+    meta = {"zoo_model": json.dumps(hp["model"]), "num_classes": str(hp["num_classes"]),
+            "in_channels": str(hp["in_channels"]), "image_size": str(size or "")}
+    save_model(net, str(path), metadata=meta)  # save_model handles tied weights (one copy of each)
+    return path
+
+
+def export(ckpt_path: str | Path, fmt: str, output: str | Path | None = None, opset: int | None = None) -> Path:
+    """Write the checkpoint's network in ``fmt``; return the file written."""
+    from zoo.weights import load_checkpoint, load_pretrained
+
+    if fmt not in FORMATS:
+        raise ZooError(f"format={fmt!r}: valid: {', '.join(FORMATS)}")
+    ckpt = load_checkpoint(ckpt_path)
+    hp = ckpt["hyper_parameters"]
+    net = load_pretrained(ckpt).float().eval()
+    out = Path(output) if output else Path(ckpt_path).with_suffix(FORMATS[fmt])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "safetensors":
+        return export_safetensors(net, hp, out)
+    x = _tokens_or_features(net, hp)
+    if fmt == "onnx":
+        return export_onnx(net, x, out, opset)
+    return export_torchscript(net, x, out)
+
+
+def _parse(argv: list[str]) -> dict[str, str]:
+    args = {}
+    for a in argv:
+        if "=" not in a:
+            raise ZooError(f"expected key=value arguments (ckpt_path=, format=, output=, opset=); got {a!r}")
+        k, v = a.split("=", 1)
+        if k not in ("ckpt_path", "format", "output", "opset"):
+            raise ZooError(f"unknown option {k!r}; valid: ckpt_path, format, output, opset")
+        args[k] = v
+    if "ckpt_path" not in args:
+        raise ZooError("usage: python -m zoo.export ckpt_path=PATH format=onnx|torchscript|safetensors [output=FILE]")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    from zoo.cli import user_errors
+
+    with user_errors():
+        args = _parse(sys.argv[1:] if argv is None else argv)
+        out = export(args["ckpt_path"], args.get("format", "onnx"), args.get("output"),
+                     int(args["opset"]) if "opset" in args else None)
+        print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
