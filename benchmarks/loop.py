@@ -1,0 +1,111 @@
+"""What Lightning and our callbacks cost: ``train.py``'s fit against a minimal plain PyTorch loop.
+
+Both sides train LeNet-5 for the same epochs on the same MNIST-sized data (the 4,000 embedded training
+digits tiled to 60,000, validation 10,000), held on the same device, with the same batch size, Adam,
+per-epoch cosine schedule and a validation pass with accuracy after each epoch. The Lightning side is
+built exactly as ``train.py`` builds it (default callbacks: checkpoints, LR monitor, progress bar, model
+summary; TensorBoard logger), and only ``trainer.fit`` is timed on both sides; start-up is the same
+for both and left out. Rounds alternate the two sides and the median is kept.
+
+    python benchmarks/loop.py [--epochs 2] [--rounds 3] [--train-size 60000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+
+from datamodules.base import Split, TensorBatches
+from datamodules.vision import MNISTTiny
+from zoo import create_model
+from zoo.cli import CONFIG_DIR
+from zoo.run import build_task, build_trainer
+
+SIZES = {"train": 60000, "val": 10000}
+
+
+class MNISTSized(MNISTTiny):
+    """The embedded digits tiled to MNIST's size, so an epoch is as long as a real MNIST epoch."""
+
+    def load_splits(self) -> dict[str, Split]:
+        small = super().load_splits()
+        out = {}
+        for name, split in small.items():
+            n = SIZES.get(name, len(split))
+            reps = -(-n // len(split))
+            out[name] = Split(split.x.repeat(reps, 1, 1, 1)[:n], split.y.repeat(reps)[:n])
+        return out
+
+
+def lightning_fit(epochs: int, batch: int, device: str) -> float:
+    with tempfile.TemporaryDirectory() as tmp, initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[
+            f"trainer.max_epochs={epochs}", f"data.batch_size={batch}", f"trainer.accelerator={device}",
+            f"paths.output_dir={tmp}",
+        ])
+        dm = MNISTSized(batch_size=batch, eval_batch_size=cfg.data.eval_batch_size, seed=cfg.seed)
+        dm.setup()
+        task = build_task(cfg, dm)
+        trainer = build_trainer(cfg)
+        t = time.perf_counter()
+        trainer.fit(task, datamodule=dm)
+        return time.perf_counter() - t
+
+
+def plain_fit(epochs: int, batch: int, device: str) -> float:
+    dm = MNISTSized(batch_size=batch, eval_batch_size=500)
+    dm.setup()
+    dev = torch.device(device)
+    train, val = dm.splits["train"].to(dev), dm.splits["val"].to(dev)
+    model = create_model("lenet5", num_classes=10, in_channels=1).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    t = time.perf_counter()
+    for epoch in range(epochs):
+        model.train()
+        for x, y in TensorBatches(train, batch, dm.train_transform(), shuffle=True, seed=0, epoch=lambda: epoch):
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sched.step()
+        model.eval()
+        correct = torch.zeros((), device=dev)
+        with torch.no_grad():
+            for x, y in TensorBatches(val, 500, dm.eval_transform()):
+                correct += (model(x).argmax(1) == y).sum()
+        _ = (correct / len(val)).item()
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--train-size", type=int, default=60000)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = p.parse_args()
+    SIZES["train"] = args.train_size
+    times: dict[str, list[float]] = {"lightning": [], "plain": []}
+    lightning_fit(1, args.batch, args.device)  # warm-up: imports, allocator, first-call costs
+    for r in range(args.rounds):
+        for side in (("plain", "lightning") if r % 2 == 0 else ("lightning", "plain")):
+            fn = plain_fit if side == "plain" else lightning_fit
+            times[side].append(fn(args.epochs, args.batch, args.device))
+            print(f"round {r} {side}: {times[side][-1]:.2f} s", flush=True)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"\ndevice={args.device} epochs={args.epochs} train={args.train_size} batch={args.batch} "
+          f"threads={torch.get_num_threads()}")
+    print(f"plain loop {med['plain']:.2f} s, train.py fit {med['lightning']:.2f} s, "
+          f"overhead {100 * (med['lightning'] / med['plain'] - 1):+.1f}% (target: at most +5%)")
+
+
+if __name__ == "__main__":
+    main()
