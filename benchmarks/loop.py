@@ -69,7 +69,8 @@ def plain_fit(epochs: int, batch: int, device: str) -> float:
     t = time.perf_counter()
     for epoch in range(epochs):
         model.train()
-        for x, y in TensorBatches(train, batch, dm.train_transform(), shuffle=True, seed=0, epoch=lambda: epoch):
+        order = TensorBatches(train, batch, dm.train_transform(), shuffle=True, seed=0, epoch=lambda e=epoch: e)
+        for x, y in order:
             loss = F.cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -87,7 +87,7 @@ def main() -> None:
 
     print(f"device={device} batch={args.batch} size={args.size} steps={args.steps} rounds={args.rounds} "
           f"bf16={args.bf16} torch={torch.__version__} threads={torch.get_num_threads()}")
-    print(f"| model | variant | zoo img/s | torchvision img/s | ratio |\n|---|---|---|---|---|")
+    print("| model | variant | zoo img/s | torchvision img/s | ratio |\n|---|---|---|---|---|")
     ratios = []
     for name in args.models:
         size = max(args.size, 96) if name == "inception_v3" else args.size

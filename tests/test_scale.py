@@ -43,7 +43,8 @@ def test_ddp_cpu_two_processes_one_run_directory(tmp_path: Path) -> None:
 
     model = zoo.load_pretrained(run_dir / "checkpoints" / "best.ckpt")
     assert model(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
-    proc = run_script("eval.py", f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}", f"hydra.run.dir={tmp_path / 'e'}")
+    ckpt = run_dir / "checkpoints" / "best.ckpt"
+    proc = run_script("eval.py", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'e'}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     single = json.loads((tmp_path / "e" / "metrics.json").read_text())
     assert single["test/acc"] == pytest.approx(trained["test/acc"], abs=1e-6)
