@@ -153,18 +153,16 @@ class _FieldTracer(TorchFunctionMode):
 
 
 def _stages(trail: list[tuple[tuple[int, ...], int, int, int]]) -> list[Stage]:
-    """Runs of equal spatial size; each stage keeps its largest field (a concatenation of branches has it)."""
-    stages: list[Stage] = []
+    """One stage per spatial size, in order of first appearance, with the largest field seen at that size
+    (a concatenation of branches has it; a branch that re-reads an earlier map does not start a new stage)."""
+    stages: dict[tuple[int, ...], Stage] = {}
     for size, channels, rf, jump in trail:
         if rf <= 1:
             continue  # the input itself, padded or sliced
-        if stages and stages[-1].size == size:
-            last = stages[-1]
-            if rf >= last.receptive_field:
-                stages[-1] = Stage(size, channels, rf, max(jump, last.jump))
-        else:
-            stages.append(Stage(size, channels, rf, jump))
-    return stages
+        last = stages.get(size)
+        if last is None or rf >= last.receptive_field:
+            stages[size] = Stage(size, channels, rf, max(jump, last.jump if last else jump))
+    return list(stages.values())
 
 
 @torch.no_grad()
