@@ -89,19 +89,3 @@ def freeze_backbone(net: nn.Module, head: set[str]) -> int:
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and name not in head_modules:
             m.register_forward_pre_hook(_frozen_norm_pre_hook)
     return trainable
-
-
-def backbone_param_groups(named_params: list[tuple[str, nn.Parameter]], head: set[str], scale: float,
-                          lr: float) -> list[dict[str, Any]]:
-    """Two groups: the backbone at ``lr * scale`` and the classifier at ``lr`` (a ``net.`` prefix is ignored)."""
-    if not 0 <= scale:
-        raise ZooError(f"optimizer.backbone_lr_scale must be >= 0; got {scale}")
-
-    def is_head(n: str) -> bool:
-        return (n[len("net.") :] if n.startswith("net.") else n) in head
-
-    backbone = [p for n, p in named_params if p.requires_grad and not is_head(n)]
-    classifier = [p for n, p in named_params if p.requires_grad and is_head(n)]
-    groups = ({"params": backbone, "lr": lr * scale, "lr_scale": scale},
-              {"params": classifier, "lr": lr, "lr_scale": 1.0})
-    return [g for g in groups if g["params"]]

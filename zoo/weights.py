@@ -46,6 +46,32 @@ def _blocked_global(e: BaseException) -> str | None:
     return None
 
 
+def _unsafe_pickle_global(path: Path) -> str | None:
+    """The first importable name a plain (non-zip) pickle refers to outside torch: read, never executed.
+
+    torch's weights-only unpickler stops at the first opcode it does not know (a protocol-4 ``FRAME``)
+    before it sees the ``os.system`` behind it; scanning the opcodes names the payload for the message.
+    """
+    import pickletools
+
+    if zipfile.is_zipfile(path):
+        return None
+    strings: list[str] = []
+    try:
+        with open(path, "rb") as f:
+            for op, arg, _ in pickletools.genops(f):
+                if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+                    strings.append(str(arg))
+                name = str(arg).replace(" ", ".") if op.name == "GLOBAL" else None
+                if op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    name = f"{strings[-2]}.{strings[-1]}"
+                if name and not name.startswith(("torch.", "collections.OrderedDict", "_codecs.encode")):
+                    return name
+    except Exception:  # not a pickle at all, or a truncated one
+        return None
+    return None
+
+
 def load_file(path: str | Path) -> dict[str, Any]:
     """Read a ``.ckpt``/``.pth``/``.pt``/``.safetensors`` file safely; user mistakes raise :class:`ZooError`."""
     p = Path(path)
@@ -67,7 +93,7 @@ def load_file(path: str | Path) -> dict[str, Any]:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        blocked = _blocked_global(e)
+        blocked = _blocked_global(e) or _unsafe_pickle_global(p)
         if blocked:
             raise ZooError(
                 f"refusing to load {p}: it asks to run code ({blocked}) when unpickled; only plain weights are read"
