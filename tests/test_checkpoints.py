@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -98,3 +99,195 @@ def test_sigkill_after_epoch_then_resume_equals_uninterrupted_run(tmp_path: Path
     assert ref_m == cut_m and "test/acc" in ref_m
     ckpt = torch.load(last, weights_only=True)
     assert ckpt["epoch"] == epochs - 1 and ckpt["global_step"] == epochs * 6
+
+
+# -- atomic saves -------------------------------------------------------------------------------------------
+
+
+class _ExplodesWhenPickled:
+    def __reduce__(self):
+        raise RuntimeError("killed mid-save")
+
+
+def test_a_save_that_dies_midway_leaves_the_previous_checkpoint_readable(tmp_path: Path) -> None:
+    from zoo.weights import SafeCheckpointIO, load_file
+
+    io = SafeCheckpointIO()
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    io.save_checkpoint({"epoch": 1, "w": torch.ones(1000)}, path)
+    with pytest.raises(RuntimeError, match="killed mid-save"):  # torch.save has written part of the file by now
+        io.save_checkpoint({"epoch": 2, "w": torch.zeros(1000), "boom": _ExplodesWhenPickled()}, path)
+    assert load_file(path)["epoch"] == 1 and torch.equal(io.load_checkpoint(path)["w"], torch.ones(1000))
+    assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]  # no temp file left behind
+    io.save_checkpoint({"epoch": 3}, path)
+    assert load_file(path) == {"epoch": 3}
+
+
+# -- loading anywhere ---------------------------------------------------------------------------------------
+
+MNIST_FACTS = {"name": "mnist_tiny", "task": "classification", "num_classes": 10, "input_shape": [1, 28, 28],
+               "mean": [0.1307], "std": [0.3081], "class_names": [str(i) for i in range(10)]}
+
+
+def write_checkpoint(path: Path, seed: int = 0, val_acc: float | None = None) -> Path:
+    """A LeNet-5 checkpoint shaped like train.py's, with random weights (and optionally a saved val/acc)."""
+    import zoo
+
+    torch.manual_seed(seed)
+    net = zoo.create_model("lenet5", num_classes=10, in_channels=1)
+    hp = {"model": {"name": "lenet5", "dropout": 0.0, "pretrained": None, "freeze": None}, "num_classes": 10,
+          "in_channels": 1, "optimizer": {"_target_": "torch.optim.SGD", "lr": 0.1}, "scheduler": None, "loss": None,
+          "data": {"config": {"_target_": "datamodules.vision.MNISTTiny", "batch_size": 64, "eval_batch_size": 500,
+                              "val_size": 500, "test_size": 500, "split_seed": 0, "seed": 0},
+                   "facts": MNIST_FACTS}}
+    callbacks = {"ResumeState": {"val": {"val/acc": val_acc}}} if val_acc is not None else {}
+    torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}, "hyper_parameters": hp,
+                "callbacks": callbacks}, path)
+    return path
+
+
+def test_torchvision_state_dict_loads_and_matches_torchvision(tmp_path: Path) -> None:
+    import torchvision
+
+    import zoo
+
+    torch.manual_seed(0)
+    tv = torchvision.models.resnet18(num_classes=7).eval()
+    torch.save(tv.state_dict(), tmp_path / "resnet18.pth")
+    ours = zoo.load_pretrained(tmp_path / "resnet18.pth", name="resnet18")  # 7 classes read off the weights
+    assert not ours.training
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), tv(x), atol=1e-5, rtol=1e-5)
+
+
+def test_strict_mismatch_lists_keys_and_names_the_model_the_file_belongs_to(tmp_path: Path) -> None:
+    import zoo
+    from zoo.errors import ZooError
+
+    torch.save(zoo.create_model("resnet18", num_classes=10).state_dict(), tmp_path / "r18.pth")
+    with pytest.raises(ZooError) as e:
+        zoo.load_pretrained(tmp_path / "r18.pth", name="resnet34", num_classes=10)
+    msg = str(e.value)
+    assert "\n" not in msg and "missing keys: " in msg and "layer1.2." in msg  # resnet34 has 3 blocks in layer1
+    assert "looks like a 'resnet18'" in msg
+    with pytest.raises(ZooError, match="pass name=.*looks like 'resnet18'"):
+        zoo.load_pretrained(tmp_path / "r18.pth")
+    partial = zoo.load_pretrained(tmp_path / "r18.pth", name="resnet34", num_classes=10, strict=False)
+    assert torch.equal(partial.conv1.weight, torch.load(tmp_path / "r18.pth")["conv1.weight"])
+
+
+# -- fine-tuning --------------------------------------------------------------------------------------------
+
+
+def test_freeze_backbone_trains_only_the_classifier_and_keeps_batchnorm_statistics() -> None:
+    import zoo
+    from zoo.finetune import classifier_keys, freeze_backbone
+
+    net = zoo.create_model("resnet18", num_classes=10, stem="cifar")
+    head = classifier_keys({"name": "resnet18", "stem": "cifar"}, 10, 3)
+    assert head == {"fc.weight", "fc.bias"}
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    freeze_backbone(net, head)
+    opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.5)
+    net.train()
+    loss = net(torch.randn(4, 3, 32, 32)).logsumexp(1).mean()
+    loss.backward()
+    opt.step()
+    after = net.state_dict()
+    changed = {k for k in before if not k.endswith("num_batches_tracked") and not torch.equal(before[k], after[k])}
+    assert changed == head  # running means/vars of every BatchNorm are untouched too
+
+
+@pytest.mark.slow
+def test_finetune_from_pretrained_with_other_classes_and_frozen_backbone(tmp_path: Path) -> None:
+    import zoo
+
+    torch.manual_seed(1)
+    pre = zoo.create_model("lenet5", num_classes=7, in_channels=1).state_dict()
+    torch.save(pre, tmp_path / "pre.pth")
+    run = tmp_path / "run"
+    proc = _train(["model.pretrained=" + str(tmp_path / "pre.pth"), "model.freeze=backbone", "trainer.max_epochs=1",
+                   "+trainer.limit_train_batches=3", "trainer.accelerator=cpu", "data.val_size=100",
+                   "data.test_size=100", f"hydra.run.dir={run}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    note = "note: pretrained classifier has 7 classes, the data has 10: fc3.bias, fc3.weight re-initialised"
+    assert note in proc.stdout
+    tuned = _net_weights(run / "checkpoints" / "last.ckpt")
+    for k, v in pre.items():
+        if not k.startswith("fc3."):
+            assert torch.equal(tuned[f"net.{k}"], v), k  # the frozen backbone is exactly the pretrained one
+    assert tuned["net.fc3.weight"].shape == (10, 84)
+
+
+# -- predicting ---------------------------------------------------------------------------------------------
+
+
+def test_predict_preprocesses_like_the_training_data(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from hydra import compose, initialize_config_dir
+    from PIL import Image
+
+    import zoo
+    from datamodules.vision import load_mnist_5k
+    from zoo.run import evaluate
+
+    ckpt = write_checkpoint(tmp_path / "lenet.ckpt")
+    x, _ = load_mnist_5k()
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(x[0, 0].numpy()).save(images / "a_exact.png")  # 28x28 grayscale: no resizing at all
+    Image.fromarray(x[1, 0].numpy()).convert("RGB").resize((90, 60)).save(images / "b_rgb.jpg")  # any size, RGB
+    (images / "notes.txt").write_text("not an image")
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("eval", overrides=[f"ckpt_path={ckpt}", f"predict={images}", "topk=3",
+                                         f"paths.output_dir={tmp_path / 'out'}"])
+        evaluate(cfg)
+    rows = list(csv.DictReader(open(tmp_path / "out" / "predictions.csv")))
+    assert [Path(r["image"]).name for r in rows] == ["a_exact.png", "b_rgb.jpg"]
+    assert list(rows[0]) == ["image", "class_1", "prob_1", "class_2", "prob_2", "class_3", "prob_3"]
+    # oracle: the digit normalised by hand with MNIST's mean/std, through the same weights
+    with torch.no_grad():
+        p = zoo.load_pretrained(ckpt)(((x[:1].float() / 255) - 0.1307) / 0.3081).softmax(1)[0]
+    top = p.topk(3)
+    assert [r for r in rows[0].values()][1:] == [v for c, pr in zip(top.indices.tolist(), top.values.tolist())
+                                                 for v in (str(c), str(round(pr, 6)))]
+    assert float(rows[1]["prob_1"]) >= float(rows[1]["prob_2"]) >= float(rows[1]["prob_3"])
+    assert "a_exact.png: " in capsys.readouterr().out
+
+
+# -- ensembles ----------------------------------------------------------------------------------------------
+
+
+def test_combine_rules_on_hand_computed_probabilities() -> None:
+    from zoo.predict import combine
+
+    # 3 members, 2 samples, 3 classes
+    probs = torch.tensor([[[0.6, 0.4, 0.0], [0.1, 0.5, 0.4]],
+                          [[0.0, 0.55, 0.45], [0.1, 0.45, 0.45]],
+                          [[0.0, 0.45, 0.55], [0.0, 0.0, 1.0]]])
+    assert combine(probs, "mean").tolist() == [1, 2]  # means [0.2, .467, .333], [.067, .317, .617]
+    assert combine(probs, "vote").tolist() == [1, 1]  # votes 0,1,2 -> tie, broken by mean prob; 1,1,2 -> 1
+    assert combine(probs, "weighted", torch.tensor([1.0, 0.0, 0.0])).tolist() == [0, 1]  # member 0 alone
+    assert combine(probs, "weighted", torch.tensor([0.0, 0.0, 2.0])).tolist() == [2, 2]
+
+
+def test_ensemble_reports_members_and_the_ensemble(tmp_path: Path) -> None:
+    from hydra import compose, initialize_config_dir
+
+    from zoo.run import evaluate
+
+    a = write_checkpoint(tmp_path / "a.ckpt", seed=0, val_acc=0.9)
+    b = write_checkpoint(tmp_path / "b.ckpt", seed=1, val_acc=0.3)
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        single = evaluate(compose("eval", overrides=[f"ckpt_path={a}", f"paths.output_dir={tmp_path / 's'}",
+                                                     "trainer.accelerator=cpu"]))
+        same = evaluate(compose("eval", overrides=[f"ckpt_path=[{a},{a},{a}]", "ensemble=vote",
+                                                   f"paths.output_dir={tmp_path / 'v'}"]))
+        mixed = evaluate(compose("eval", overrides=[f"ckpt_path=[{a},{b}]", "ensemble=weighted",
+                                                    f"paths.output_dir={tmp_path / 'w'}"]))
+    # Lightning's test loop (eval.py on one checkpoint) and the ensemble's own loop agree on a member
+    assert same["members"][0]["test/acc"] == pytest.approx(single["test/acc"], abs=1e-6)
+    assert same["test/acc"] == pytest.approx(single["test/acc"], abs=1e-6)  # three identical voters: no change
+    assert mixed["weights"] == pytest.approx([0.75, 0.25])
+    assert json.loads((tmp_path / "w" / "metrics.json").read_text())["test/acc"] == mixed["test/acc"]
+    assert len(mixed["members"]) == 2
