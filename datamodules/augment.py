@@ -38,16 +38,19 @@ def _chance(n: int, p: float, device: torch.device) -> torch.Tensor:
 
 
 # -- geometry ---------------------------------------------------------------------------------
-def hflip(x: torch.Tensor, p: float = 0.5) -> torch.Tensor:
-    """Mirror each image left-right with probability ``p``."""
-    mask = _chance(len(x), p, x.device).view(-1, 1, 1, 1)
-    return torch.where(mask, x.flip(-1), x)
+def hflip(x: torch.Tensor, p: float = 0.5, inplace: bool = False) -> torch.Tensor:
+    """Mirror each image left-right with probability ``p`` (only the chosen subset is copied and flipped)."""
+    chosen = _chance(len(x), p, x.device).nonzero().squeeze(1)
+    if not inplace:
+        x = x.clone()
+    x[chosen] = x[chosen].flip(-1)
+    return x
 
 
 def random_crop(x: torch.Tensor, padding: int, size: int | tuple[int, int] | None = None,
                 padding_mode: str = "constant") -> torch.Tensor:
     """Pad by ``padding`` on every side, then cut a ``size`` window (default: the input size) at a
-    random offset per image: two ``gather`` calls, any dtype (uint8 included)."""
+    random offset per image: one indexing of the (strided, uncopied) view of all windows, any dtype."""
     n, c, h, w = x.shape
     oh, ow = (size, size) if isinstance(size, int) else (size or (h, w))
     if padding:
@@ -60,10 +63,8 @@ def random_crop(x: torch.Tensor, padding: int, size: int | tuple[int, int] | Non
         raise ZooError(f"crop size {(oh, ow)} is larger than the padded image {(hp, wp)}")
     top = torch.randint(0, hp - oh + 1, (n,), device=x.device)
     left = torch.randint(0, wp - ow + 1, (n,), device=x.device)
-    rows = (top[:, None] + torch.arange(oh, device=x.device)).view(n, 1, oh, 1).expand(n, c, oh, wp)
-    x = x.gather(2, rows)  # N x C x oh x wp
-    cols = (left[:, None] + torch.arange(ow, device=x.device)).view(n, 1, 1, ow).expand(n, c, oh, ow)
-    return x.gather(3, cols)  # N x C x oh x ow
+    windows = x.unfold(2, oh, 1).unfold(3, ow, 1)  # N x C x (hp - oh + 1) x (wp - ow + 1) x oh x ow, a view
+    return windows.permute(0, 2, 3, 1, 4, 5)[torch.arange(n, device=x.device), top, left]  # N x C x oh x ow
 
 
 def _sample(x: torch.Tensor, theta: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -174,6 +175,13 @@ def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> t
     m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     return (x - m) / s
+
+
+def normalize_uint8(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 -> ``(x / 255 - mean) / std`` as one multiply and one add on the new float tensor."""
+    s = torch.as_tensor(std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    m = torch.as_tensor(mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    return x.float().mul_(1 / (255 * s)).sub_(m / s)
 
 
 def denormalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -344,20 +352,26 @@ class Augment:
     def images(self, x: torch.Tensor) -> torch.Tensor:
         """Augment and normalise a batch of uint8 (N, C, H, W) images."""
         k = self.k
-        if k.crop_padding:
-            x = random_crop(x, k.crop_padding)  # on uint8: a quarter of the bytes to move
-        x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
-        if k.resized_crop:
-            x = random_resized_crop(x, scale=k.resized_crop)
+        given = x
+        if k.crop_padding:  # on uint8: a quarter of the bytes to move
+            x = random_crop(x, k.crop_padding)
         if k.hflip:
-            x = hflip(x, k.hflip)
-        if k.rotate or k.translate or k.scale or k.shear:
-            x = random_affine(x, k.rotate, k.translate, k.scale, k.shear)
-        if k.brightness or k.contrast or k.saturation or k.hue:
-            x = color_jitter(x, k.brightness, k.contrast, k.saturation, k.hue)
-        if k.noise:
-            x = gaussian_noise(x, k.noise)
-        x = normalize(x, self.mean, self.std)
+            x = hflip(x, k.hflip, inplace=x is not given)
+        colour = k.brightness or k.contrast or k.saturation or k.hue
+        if not (k.resized_crop or k.rotate or k.translate or k.scale or k.shear or colour or k.noise):
+            x = normalize_uint8(x, self.mean, self.std) if x.dtype == torch.uint8 else normalize(
+                x.float(), self.mean, self.std)
+        else:  # pixel-space operations on [0, 1] floats
+            x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+            if k.resized_crop:
+                x = random_resized_crop(x, scale=k.resized_crop)
+            if k.rotate or k.translate or k.scale or k.shear:
+                x = random_affine(x, k.rotate, k.translate, k.scale, k.shear)
+            if colour:
+                x = color_jitter(x, k.brightness, k.contrast, k.saturation, k.hue)
+            if k.noise:
+                x = gaussian_noise(x, k.noise)
+            x = normalize(x, self.mean, self.std)
         if k.cutout:
             x = cutout(x, k.cutout)
         if k.erasing:
