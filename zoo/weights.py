@@ -182,26 +182,35 @@ def guess_model(weights: StateDict, candidates: list[str] | None = None,
     """The registered model whose key names best match ``weights`` and the fraction that matched.
 
     Names are compared, then shapes break ties, so a ResNet-18 file is told from a ResNet-34 one;
-    ``prefer`` wins any tie on names (an LSTM file is not "an RNN file" because the keys are the same).
+    ``prefer`` wins exact ties (an LSTM file is not "an RNN file" because the keys are the same).
     """
     from zoo.registry import entry, list_models
 
     keys = {k for k in weights if not k.endswith("num_batches_tracked")}
-    best: tuple[float, float, str] | None = None
-    for name in candidates or list_models():
-        e = entry(name)
-        kw = {"in_channels": e.input_size[0]} if e.kind == "image" else {"in_channels": e.input_size[-1]}
-        shapes = _meta_state_shapes(name, **kw)
-        if shapes is None:
-            continue
-        theirs = {k for k in shapes if not k.endswith("num_batches_tracked")}
-        common = keys & theirs
-        name_score = len(common) / max(len(keys | theirs), 1)
-        shape_score = sum(tuple(weights[k].shape) == shapes[k] for k in common) / max(len(common), 1)
-        score = (name_score, 2.0 if name == prefer else shape_score)
-        if best is None or score > best[:2]:
-            best = (*score, name)
-    return (best[2], best[0]) if best and best[0] > 0 else None
+
+    def rank(names: list[str]) -> list[tuple[float, float, str]]:
+        scored = []
+        for name in names:
+            e = entry(name)
+            shapes = _meta_state_shapes(name, in_channels=e.input_size[0 if e.kind == "image" else -1])
+            if shapes is None:
+                continue
+            theirs = {k for k in shapes if not k.endswith("num_batches_tracked")}
+            common = keys & theirs
+            name_score = len(common) / max(len(keys | theirs), 1)
+            shape_score = sum(tuple(weights[k].shape) == shapes[k] for k in common) / max(len(common), 1)
+            scored.append((name_score, shape_score, name == prefer, name))
+        return [(a, b, n) for a, b, _, n in sorted(scored, reverse=True)]
+
+    if candidates is None:  # one model a family first, then every member of the two closest families
+        families: dict[str, list[str]] = {}
+        for name in list_models():
+            families.setdefault(entry(name).family, []).append(name)
+        firsts = rank([members[0] for members in families.values()])
+        close = {entry(n).family for _, _, n in firsts[:2]} | ({entry(prefer).family} if prefer else set())
+        candidates = [n for f in close for n in families.get(f, [])]
+    ranked = rank(candidates)
+    return (ranked[0][2], ranked[0][0]) if ranked and ranked[0][0] > 0 else None
 
 
 def _summarise(keys: list[str], n: int = 6) -> str:
