@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 from conftest import ROOT, run_script
 from fake_data import write_cifar10, write_cifar100, write_imagefolder, write_mnist, write_svhn
@@ -367,3 +368,49 @@ def test_gzip_reader_accepts_torchvision_unzipped_layout(tmp_path: Path) -> None
     dm = MNIST(data_dir=tmp_path)
     dm.setup()
     _assert_round_trip(dm, written)
+
+
+class _Indexed(InMemoryDataModule):
+    """Image i is the constant i (0..n-1), so a batch tells which samples a rank trained on."""
+
+    name, num_classes, input_shape, mean, std = "indexed", 2, (1, 1, 1), (0.0,), (1 / 255,)
+
+    def __init__(self, n: int = 30, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.n = n
+
+    def load_splits(self) -> dict[str, Split]:
+        x = torch.arange(self.n, dtype=torch.uint8).view(-1, 1, 1, 1)
+        y = torch.arange(self.n) % 2
+        return {"train": Split(x, y), "val": Split(x[:4], y[:4]), "test": Split(x[:4], y[:4])}
+
+
+class _Recorder(pl.LightningModule):
+    """Writes the sample indices each rank trained on to ``out/rank<r>.txt``."""
+
+    def __init__(self, out: str) -> None:
+        super().__init__()
+        self.out, self.seen = out, []
+        self.layer = torch.nn.Linear(1, 2)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        self.seen += x.flatten().round().long().tolist()  # mean 0, std 1/255: x is the index
+        return torch.nn.functional.cross_entropy(self.layer(x.flatten(1) / 255), y)
+
+    def on_train_epoch_end(self) -> None:
+        Path(self.out, f"rank{self.global_rank}.txt").write_text(" ".join(map(str, self.seen)))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+@pytest.mark.slow
+def test_lightning_ddp_with_two_cpu_processes_trains_each_rank_on_its_own_shard(tmp_path: Path) -> None:
+    trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_epochs=1, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         limit_val_batches=0, use_distributed_sampler=False)
+    trainer.fit(_Recorder(str(tmp_path)), datamodule=_Indexed(n=30, batch_size=4))
+    shards = [[int(v) for v in (tmp_path / f"rank{r}.txt").read_text().split()] for r in (0, 1)]
+    assert len(shards[0]) == len(shards[1]) == 15
+    assert set(shards[0]).isdisjoint(shards[1]) and set(shards[0]) | set(shards[1]) == set(range(30))
