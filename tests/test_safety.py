@@ -129,3 +129,19 @@ def test_bad_file_through_the_real_command_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     expected = f"error: not a readable checkpoint (corrupt or not a PyTorch file): {bad}"
     assert proc.stderr.strip().splitlines() == [expected]
+
+
+def test_lightning_resume_loads_through_zoo(tmp_path: Path) -> None:
+    """``trainer.fit(ckpt_path=...)`` reads checkpoints with the trainer's CheckpointIO: ours, weights-only."""
+    from zoo.run import build_trainer
+    from zoo.weights import SafeCheckpointIO
+
+    marker = tmp_path / "PWNED"
+    evil = _evil(tmp_path / "last.ckpt", marker)
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"paths.output_dir={tmp_path / 'out'}", "trainer.accelerator=cpu"])
+        trainer = build_trainer(cfg)
+    assert isinstance(trainer.strategy.checkpoint_io, SafeCheckpointIO)
+    with pytest.raises(ZooError, match="refusing to load"):
+        trainer.strategy.load_checkpoint(evil)
+    assert not marker.exists()

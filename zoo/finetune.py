@@ -64,7 +64,10 @@ def load_pretrained_into(net: nn.Module, path: str | Path, model_name: str, head
             weights[k] = w.sum(1, keepdim=True)
     problem = mismatch_message(model_name, net, weights)
     if problem:
-        raise ZooError(f"model.pretrained={path}: {problem}")
+        kernels = [k for k, w in weights.items() if k in own and w.ndim == 4 and w.shape[2:] != own[k].shape[2:]]
+        hint = f" (the file's {kernels[0]} is {tuple(weights[kernels[0]].shape[2:])}: try model.stem=imagenet)" \
+            if kernels else ""
+        raise ZooError(f"model.pretrained={path}: {problem}{hint}")
     net.load_state_dict(weights, strict=True)
     return note
 
