@@ -135,10 +135,14 @@ def test_resnext_splits_the_3x3_into_groups() -> None:
     assert (w.layer1[0].conv2.groups, w.layer1[0].conv2.out_channels) == (1, 128)
 
 
-def test_load_pretrained_reads_a_torchvision_pth(tmp_path) -> None:
+@pytest.mark.parametrize("old_file", [False, True], ids=["current", "pre_0.4.1_without_bn_counters"])
+def test_load_pretrained_reads_a_torchvision_pth(tmp_path, old_file: bool) -> None:
     tv = torchvision_model("resnet18")
     path = tmp_path / "resnet18.pth"
-    torch.save(tv.state_dict(), path)
+    sd = tv.state_dict()
+    if old_file:  # the originally published resnet18-5c106cde.pth has no num_batches_tracked
+        sd = {k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}
+    torch.save(sd, path)
     model = zoo.load_pretrained(path, name="resnet18")
     assert isinstance(model, R.ResNet) and not model.training
     x = torch.randn(2, 3, 64, 64)

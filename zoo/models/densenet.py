@@ -13,8 +13,9 @@ the concatenation + BN-ReLU-conv1x1 in the backward pass (``torch.utils.checkpoi
 turning the quadratic activation memory of a block into linear; outputs and gradients are unchanged.
 
 State-dict keys are torchvision's (``features.denseblock1.denselayer1.norm1``, ``features.transition1.conv``,
-``classifier``). The published weight files predate that naming (``denselayer1.norm.1``):
-:func:`convert_legacy_keys` renames them, and ``zoo.load_pretrained`` applies it to bare DenseNet state dicts.
+``classifier``). The published weight files predate that naming (``denselayer1.norm.1``) and BN's
+``num_batches_tracked``: :func:`convert_legacy_keys` renames them, and ``zoo.load_pretrained`` applies it (and
+adds the counters) to bare DenseNet state dicts.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import torch.utils.checkpoint as cp
 from torch import nn
 
 from zoo.errors import ZooError
+from zoo.models.resnet import fill_bn_counters
 from zoo.registry import register_model
 from zoo.weights import STATE_DICT_CONVERTERS
 
@@ -187,7 +189,7 @@ class DenseNet(nn.Module):
 
 
 _LEGACY_KEY = re.compile(
-    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$"
 )
 
 
@@ -201,7 +203,7 @@ def convert_legacy_keys(state_dict: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-STATE_DICT_CONVERTERS["densenet"] = convert_legacy_keys
+STATE_DICT_CONVERTERS["densenet"] = lambda sd: fill_bn_counters(convert_legacy_keys(sd))
 
 _DENSENET = dict(family="densenet", paper="Huang et al., Densely Connected Convolutional Networks", year=2016,
                  min_size=32)

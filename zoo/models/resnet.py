@@ -26,6 +26,7 @@ from torch import nn
 
 from zoo.errors import ZooError
 from zoo.registry import register_model
+from zoo.weights import STATE_DICT_CONVERTERS
 
 STEMS = ("imagenet", "cifar")
 
@@ -251,6 +252,23 @@ class ResNet(nn.Module):
 
     def reset_classifier(self, num_classes: int) -> None:
         self.fc = nn.Linear(self.num_features, num_classes)
+
+
+def fill_bn_counters(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """Add the BN ``num_batches_tracked`` counters (as 0) that files saved before PyTorch 0.4.1 lack.
+
+    The original published ImageNet weights predate the counter; ``BatchNorm`` itself fills it in for such
+    version-1 state dicts, and this lets the strict key check of ``zoo.load_pretrained`` agree.
+    """
+    out = dict(state_dict)
+    for key in state_dict:
+        if key.endswith(".running_mean"):
+            out.setdefault(key[: -len("running_mean")] + "num_batches_tracked", torch.tensor(0))
+    return out
+
+
+for _family in ("resnet", "resnext", "wide_resnet", "preact_resnet"):
+    STATE_DICT_CONVERTERS[_family] = fill_bn_counters
 
 
 def _resnet(block: Block, layers: list[int], num_classes: int, in_channels: int, **kwargs: Any) -> ResNet:
