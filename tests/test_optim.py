@@ -94,7 +94,8 @@ def test_backbone_lr_scale_slows_everything_but_the_classifier() -> None:
 
     net = zoo.create_model("lenet5", num_classes=10, in_channels=1)
     assert classifier_parameter_names(net) == {"fc3.weight", "fc3.bias"}
-    opt = build_optimizer(_cfg("optimizer=sgd", "optimizer.lr=0.1", "optimizer.backbone_lr_scale=0.1")["optimizer"], net)
+    cfg = _cfg("optimizer=sgd", "optimizer.lr=0.1", "optimizer.backbone_lr_scale=0.1")["optimizer"]
+    opt = build_optimizer(cfg, net)
     lr_of = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
     assert lr_of[id(net.fc3.weight)] == lr_of[id(net.fc3.bias)] == pytest.approx(0.1)
     assert lr_of[id(net.conv1.weight)] == lr_of[id(net.fc2.bias)] == pytest.approx(0.01)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -388,3 +389,36 @@ class AugmentedBatchImages(Callback):
         grid = make_grid(x.clamp(0, 1), nrow=self.nrow, padding=2, pad_value=1.0)
         for logger in tb:
             logger.experiment.add_image("train/augmented_batch", grid, trainer.global_step)
+
+
+def read_scalars(run_dir: str | Path, prefix: str = "") -> dict[str, list[tuple[int, float]]]:
+    """Every scalar of a run's TensorBoard event files whose tag starts with ``prefix``: ``{tag: [(step, value)]}``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out: dict[str, list[tuple[int, float]]] = {}
+    for f in sorted(Path(run_dir).rglob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(f), size_guidance={"scalars": 0})
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            if tag.startswith(prefix):
+                out.setdefault(tag, []).extend((e.step, e.value) for e in acc.Scalars(tag))
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m zoo.callbacks RUN_DIR``: the mean gradient norm of each layer's weights over the run."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        raise SystemExit("usage: python -m zoo.callbacks RUN_DIR   (per-layer mean gradient norms of a run)")
+    norms = read_scalars(args[0], "grad_norm/")
+    if not norms:
+        raise SystemExit(f"error: no grad_norm/* scalars under {args[0]} (was callbacks.diagnostics on?)")
+    for tag, values in norms.items():
+        if tag.endswith(".weight") or tag.endswith("total"):
+            print(f"{tag[len('grad_norm/'):]:32s} {sum(v for _, v in values) / len(values):.3e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -7,6 +7,7 @@ from a checkpoint alone and test it.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -180,7 +181,11 @@ def train(cfg: DictConfig) -> float | None:
         _write_metrics(run_dir, metrics)
         hp_metrics = {f"hp/{k.replace('/', '_')}": v for k, v in metrics.items() if isinstance(v, float)}
         for logger in trainer.loggers:
-            logger.log_hyperparams(_hparams_for_tensorboard(cfg), metrics=hp_metrics)
+            if "metrics" in inspect.signature(logger.log_hyperparams).parameters:  # TensorBoard's HParams tab
+                logger.log_hyperparams(_hparams_for_tensorboard(cfg), metrics=hp_metrics)
+            else:  # CSVLogger and others: settings and final metrics logged separately
+                logger.log_hyperparams(_hparams_for_tensorboard(cfg))
+                logger.log_metrics(hp_metrics, step=trainer.global_step)
             logger.finalize("success")
         _link_latest(cfg, run_dir)
         _report(metrics, run_dir)

@@ -1,0 +1,88 @@
+"""What TensorBoard shows: a few training steps through train.py, read back with EventAccumulator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.conftest import run_script
+from zoo.callbacks import TensorBoardDiagnostics
+
+
+def _read(tb_dir: Path) -> dict:
+    """Tags of every kind, scalar values and the HParams session record of all event files of a run."""
+    out: dict = {"scalars": {}, "histograms": set(), "images": set(), "graph": False, "hparams": b""}
+    for f in sorted(tb_dir.rglob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(f), size_guidance={"scalars": 0, "histograms": 1, "images": 1})
+        acc.Reload()
+        tags = acc.Tags()
+        for t in tags["scalars"]:
+            out["scalars"].setdefault(t, []).extend((e.step, e.value) for e in acc.Scalars(t))
+        out["histograms"] |= set(tags["histograms"])
+        out["images"] |= set(tags["images"])
+        out["graph"] |= bool(tags["graph"])
+        try:
+            out["hparams"] += acc.PluginTagToContent("hparams").get("_hparams_/session_start_info", b"")
+        except KeyError:
+            pass
+    return out
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    run_dir = tmp_path_factory.mktemp("tb_run")
+    proc = run_script(
+        "train.py", "model=mlp", "model.depth=2", "model.width=32", "trainer.max_epochs=2",
+        "+trainer.limit_train_batches=6", "trainer.log_every_n_steps=1", "callbacks.diagnostics.every_n_steps=4",
+        "callbacks.diagnostics.num_wrong=8", "scheduler.warmup_steps=4", "trainer.precision=bf16-mixed",
+        "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={run_dir}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return _read(run_dir / "tensorboard")
+
+
+@pytest.mark.slow
+def test_curves_learning_rate_and_hparams(run: dict) -> None:
+    scalars = run["scalars"]
+    for tag in ("train/loss_step", "train/loss_epoch", "train/acc", "val/loss", "val/acc", "val/acc_top5",
+                "test/acc", "train/lr", "hp/val_acc", "hp/test_acc"):
+        assert tag in scalars, (tag, sorted(scalars))
+    # the warmup ramp: lr = 1e-3 * (0.01 + 0.99 * step / 4) for the first 4 steps (cosine has not moved yet)
+    lr = dict(scalars["train/lr"])
+    for step in range(4):
+        assert lr[step] == pytest.approx(1e-3 * (0.01 + 0.99 * step / 4), rel=1e-5)
+    assert lr[4] == pytest.approx(1e-3, rel=1e-5)
+    assert b"model.name" in run["hparams"] and b"mlp" in run["hparams"] and b"optimizer.lr" in run["hparams"]
+
+
+@pytest.mark.slow
+def test_diagnostics_histograms_gradient_norms_graph_and_test_figures(run: dict) -> None:
+    layers = ["features.0.0.weight", "features.0.0.bias", "features.1.0.weight", "fc.weight", "fc.bias"]
+    for name in layers:
+        assert f"weights/{name}" in run["histograms"] and f"grads/{name}" in run["histograms"], name
+        steps = [s for s, _ in run["scalars"][f"grad_norm/{name}"]]
+        assert steps == [0, 4, 8], steps  # every 4 optimizer steps of 12, nothing in between
+    total = dict(run["scalars"]["grad_norm/total"])
+    per_layer = sum(dict(run["scalars"][f"grad_norm/{n}"])[0] ** 2 for n in layers + ["features.1.0.bias"])
+    assert total[0] == pytest.approx(per_layer**0.5, rel=1e-4)
+    assert run["graph"]
+    assert {"test/confusion_matrix", "test/most_confident_wrong"} <= run["images"]
+
+
+def test_confusion_matrix_and_most_confident_wrong_by_hand() -> None:
+    cb = TensorBoardDiagnostics(num_wrong=2)
+    cb.on_test_start(None, None)  # type: ignore[arg-type]
+    logits = torch.tensor([[3.0, 0, 0], [0, 2.0, 0], [5.0, 0, 0], [0, 0, 1.0], [0, 4.0, 0]])
+    y = torch.tensor([0, 1, 1, 2, 2])
+    x = torch.arange(5.0).view(5, 1, 1, 1).expand(5, 1, 2, 2)
+    for sl in (slice(0, 3), slice(3, 5)):  # two batches
+        cb.on_test_batch_end(SimpleNamespace(), None, logits[sl], (x[sl], y[sl]), 0)  # type: ignore[arg-type]
+    # rows true class, columns prediction (sklearn's convention): predictions are 0, 1, 0, 2, 1
+    assert cb._cm.tolist() == [[1, 0, 0], [1, 1, 0], [0, 1, 1]]
+    # wrong: sample 2 (true 1, predicted 0, p=0.98) and sample 4 (true 2, predicted 1, p=0.96), most confident first
+    assert [(p, t, int(img[0, 0, 0])) for _, p, t, img in cb._wrong] == [(0, 1, 2), (1, 2, 4)]
+    assert cb._wrong[0][0] == pytest.approx(torch.softmax(logits[2], 0).max().item())
