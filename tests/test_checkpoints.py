@@ -16,10 +16,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Tiny, deterministic runs: 6 batches of 64 digits an epoch, dropout on so the RNG state matters.
+# Tiny, deterministic runs: 6 batches of 64 digits an epoch, dropout on so the RNG state matters, EMA weights.
 TINY = ["trainer.deterministic=true", "trainer.accelerator=cpu", "+trainer.limit_train_batches=6",
         "data.val_size=200", "data.test_size=200", "model.dropout=0.5", "trainer.enable_model_summary=false",
-        "scheduler=step", "scheduler.step_size=1", "scheduler.gamma=0.5"]
+        "scheduler=step", "scheduler.step_size=1", "scheduler.gamma=0.5",
+        "+callbacks.ema._target_=zoo.callbacks.EMA", "+callbacks.ema.decay=0.9"]  # the EMA's state resumes too
 
 
 class StallAfterEpoch:

@@ -60,6 +60,8 @@ def predict(ckpt_path: str, target: str, topk: int, run_dir: Path) -> list[dict[
     """Print the top-k classes with probabilities for each image, and write ``run_dir/predictions.csv``."""
     ckpt = load_checkpoint(ckpt_path)
     facts = ckpt["hyper_parameters"]["data"]["facts"]
+    if facts.get("task") == "language_model":
+        raise ZooError(f"{ckpt_path} is a language model: sample text with prompt=TEXT sample_length=N instead")
     if facts.get("task", "classification") != "classification" or len(facts.get("input_shape", [])) != 3:
         raise ZooError(f"predict= needs an image classifier; {ckpt_path} was trained for {facts.get('task')!r}")
     files = image_files(target)
@@ -128,6 +130,8 @@ def evaluate_ensemble(paths: list[str], mode: str, run_dir: Path, data_dir: str 
                                                                 facts[0]["input_shape"]):
             raise ZooError(f"ensemble members must share their data: {paths[0]} is {facts[0]['name']} "
                            f"({facts[0]['num_classes']} classes), {p} is {f['name']} ({f['num_classes']} classes)")
+    if facts[0].get("task", "classification") != "classification":
+        raise ZooError(f"ensembles combine classifiers; {paths[0]} was trained for {facts[0].get('task')!r}")
     weights = None
     if mode == "weighted":
         accs = []
