@@ -105,7 +105,8 @@ def _hparams_for_tensorboard(cfg: DictConfig) -> dict[str, Any]:
         elif isinstance(node, (int, float, str, bool)):
             flat[prefix.rstrip(".")] = node
 
-    walk("", {k: _container(cfg.get(k)) for k in ("model", "data", "optimizer", "scheduler", "loss", "seed")})
+    groups = ("model", "data", "optimizer", "scheduler", "loss", "init", "l1", "seed")
+    walk("", {k: _container(cfg.get(k)) for k in groups})
     flat["trainer.max_epochs"] = cfg.trainer.get("max_epochs")
     return {k: v for k, v in flat.items() if v is not None}
 
