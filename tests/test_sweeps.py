@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from conftest import ROOT, run_script
 from hydra import compose, initialize_config_dir
@@ -250,3 +251,24 @@ def test_summary_of_a_directory_without_trials_is_a_clear_error(tmp_path: Path, 
         sweeps.main([str(tmp_path)])
     assert e.value.code == 2
     assert capsys.readouterr().err.startswith(f"error: no trials in {tmp_path}")
+
+
+def test_out_of_memory_in_a_sweep_is_recorded_and_the_sweep_goes_on(tmp_path: Path, monkeypatch) -> None:
+    from omegaconf import OmegaConf
+
+    def oom(cfg):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; 79.1 GiB total)\nmore")
+
+    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}, "optimized_metric": "val/acc"})
+    monkeypatch.setattr(sweeps, "_hydra_mode", lambda: "MULTIRUN")
+    assert sweeps.run_trial(oom, cfg) is None  # the launcher moves on; Optuna marks the trial failed
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["status"] == "failed"
+    first_line = "CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; 79.1 GiB total)"
+    assert status["reason"] == f"OutOfMemoryError: {first_line}"
+
+    monkeypatch.setattr(sweeps, "_hydra_mode", lambda: "RUN")  # a single run raises, for the entry point to report
+    with pytest.raises(torch.OutOfMemoryError):
+        sweeps.run_trial(oom, cfg)
+    assert sweeps.run_trial(lambda cfg: 0.5, cfg) == 0.5
+    assert json.loads((tmp_path / "status.json").read_text())["status"] == "ok"
