@@ -117,7 +117,10 @@ class FileDataModule(InMemoryDataModule):
             try:
                 self.fetch()
             except Exception as e:  # no network, disk full, a server gone: one clear line
-                raise ZooError(f"could not download {self.name} to {self.data_dir}: {type(e).__name__}: {e}") from e
+                why = (str(e).strip().splitlines() or [""])[0]
+                raise ZooError(f"could not download {self.name} to {self.data_dir} ({type(e).__name__}: {why}); "
+                               f"without a network, copy the files there by hand: {', '.join(map(str, self.missing()))}"
+                               ) from e
         missing = self.missing()
         if missing:
             raise ZooError(f"{self.name} not found: looked for {', '.join(str(p) for p in missing)}; fetch it with: "
