@@ -51,7 +51,7 @@ def test_grid_sweep_records_diverged_trials_and_summarises(tmp_path: Path) -> No
         status = json.loads((d / "status.json").read_text())
         if float(_overrides(d)["optimizer.lr"]) == 1e6:
             assert status["status"] == "failed"
-            assert status["reason"].startswith("training diverged: train/loss is ")
+            assert status["reason"].startswith("training diverged: train/loss became ")
             assert not (d / "metrics.json").exists()  # stopped before validation and test
         else:
             assert status["status"] == "ok", status
@@ -200,7 +200,7 @@ def test_single_run_that_diverges_exits_2_with_one_line(tmp_path: Path) -> None:
     r = run_script("train.py", "optimizer=sgd", "optimizer.lr=1e6", *TINY, f"hydra.run.dir={tmp_path}")
     assert r.returncode == 2
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and errors[0].startswith("error: training diverged: train/loss is ")
+    assert len(errors) == 1 and errors[0].startswith("error: training diverged: train/loss became ")
     assert "Traceback" not in r.stderr
     assert json.loads((tmp_path / "status.json").read_text())["status"] == "failed"
 
@@ -272,3 +272,23 @@ def test_out_of_memory_in_a_sweep_is_recorded_and_the_sweep_goes_on(tmp_path: Pa
         sweeps.run_trial(oom, cfg)
     assert sweeps.run_trial(lambda cfg: 0.5, cfg) == 0.5
     assert json.loads((tmp_path / "status.json").read_text())["status"] == "ok"
+
+
+def test_nan_guard_watches_every_step_and_reports_the_first_bad_loss() -> None:
+    from types import SimpleNamespace
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+    trainer = SimpleNamespace(optimizers=[opt], current_epoch=3)
+    guard = sweeps.NaNGuard(check_every_n_steps=3)
+    guard.on_fit_start(trainer, None)
+    for i, loss in enumerate([1.0, 2.0, 0.5]):  # finite: nothing happens
+        guard.on_train_batch_end(trainer, None, {"loss": torch.tensor(loss)}, None, i)
+    guard.on_train_batch_end(trainer, None, {"loss": torch.tensor(math.inf)}, None, 3)
+    guard.on_train_batch_end(trainer, None, torch.tensor(math.nan), None, 4)  # not a multiple of 3: no check yet
+    with pytest.raises(sweeps.TrainingDiverged) as e:
+        guard.on_train_batch_end(trainer, None, {"loss": torch.tensor(1.0)}, None, 5)
+    assert str(e.value) == ("training diverged: train/loss became inf by epoch 3, batch 5 (learning rate 0.5); "
+                            "lower optimizer.lr, or clip gradients with trainer.gradient_clip_val")
+    guard.on_train_batch_end(trainer, None, {"loss": torch.tensor(math.nan)}, None, 6)
+    with pytest.raises(sweeps.TrainingDiverged, match="became nan by epoch 3 "):  # the end of an epoch looks too
+        guard.on_train_epoch_end(trainer, None)

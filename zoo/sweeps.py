@@ -165,7 +165,7 @@ class NaNGuard(pl.Callback):
         where = f"epoch {trainer.current_epoch}" + (f", batch {batch_idx}" if batch_idx is not None else "")
         lr = f" (learning rate {lrs[0]:.3g})" if lrs else ""
         raise TrainingDiverged(
-            f"training diverged: train/loss is {value} at {where}{lr}; "
+            f"training diverged: train/loss became {value} by {where}{lr}; "
             "lower optimizer.lr, or clip gradients with trainer.gradient_clip_val"
         )
 
