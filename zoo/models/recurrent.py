@@ -410,7 +410,10 @@ class RecurrentNet(nn.Module):
     def _embed(self, x: Tensor) -> Tensor:
         if x.is_floating_point():
             if x.dim() != 3 or x.shape[-1] != self.in_channels:
-                raise ZooError(f"expected N x T x {self.in_channels} float sequences; got {tuple(x.shape)}")
+                raise ZooError(
+                    f"expected N x T x {self.in_channels} float sequences; got {tuple(x.shape)} "
+                    "(recurrent models read sequence data: data=seq_mnist, adding, copy or char_text)"
+                )
             return x
         if self.embedding is not None:
             return self.embedding(x)  # N x T x E
