@@ -39,6 +39,15 @@ def check_input(x: torch.Tensor, min_size: int, in_channels: int, name: str) -> 
         raise ZooError(f"{name} needs inputs of at least {min_size}x{min_size}; got {h}x{w}")
 
 
+def imagenet_to_unit_range(x: torch.Tensor) -> torch.Tensor:
+    """ImageNet-normalised RGB -> the (x - 0.5) / 0.5 scaling Google's weights were trained with (torchvision's
+    ``transform_input``, written the same way so the floating-point results are identical)."""
+    x0 = torch.unsqueeze(x[:, 0], 1) * (0.229 / 0.5) + (0.485 - 0.5) / 0.5
+    x1 = torch.unsqueeze(x[:, 1], 1) * (0.224 / 0.5) + (0.456 - 0.5) / 0.5
+    x2 = torch.unsqueeze(x[:, 2], 1) * (0.225 / 0.5) + (0.406 - 0.5) / 0.5
+    return torch.cat((x0, x1, x2), 1)
+
+
 def check_stem(stem: str) -> None:
     if stem not in STEMS:
         raise ZooError(f"unknown stem {stem!r}; valid: {', '.join(STEMS)}")
@@ -169,12 +178,7 @@ class GoogLeNet(nn.Module):
                 nn.init.constant_(m.bias, 0)
 
     def _transform_input(self, x: torch.Tensor) -> torch.Tensor:
-        # ImageNet-normalised input -> the [-1, 1] scaling the ported Caffe/TF weights were trained with.
-        if not self.transform_input:
-            return x
-        mean = x.new_tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-        std = x.new_tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-        return x * (std / 0.5) + (mean - 0.5) / 0.5
+        return imagenet_to_unit_range(x) if self.transform_input else x
 
     def _features(self, x: torch.Tensor, with_aux: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
         check_input(x, self.min_size, self.in_channels, "googlenet")
