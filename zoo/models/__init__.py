@@ -3,6 +3,7 @@
 from zoo.models import lenet  # noqa: F401
 from zoo.models import recurrent  # noqa: F401
 from zoo.models import googlenet  # noqa: F401
+from zoo.models import inception  # noqa: F401
 from zoo.models import resnet  # noqa: F401
 from zoo.models import densenet  # noqa: F401
 from zoo.models import alexnet  # noqa: F401
