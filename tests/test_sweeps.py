@@ -16,6 +16,7 @@ import torch
 import yaml
 from conftest import ROOT, run_script
 from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 
 from zoo import sweeps
 
@@ -163,7 +164,7 @@ def test_search_direction_follows_optimized_mode() -> None:
         for name, sampler in (("optuna", "TPESampler"), ("random", "RandomSampler")):
             cfg = compose("train", overrides=[f"hparams_search={name}"], return_hydra_config=True)
             assert cfg.hydra.sweeper.direction == "maximize"
-            assert cfg.hydra.sweeper.sampler._target_ == f"optuna.samplers.{sampler}"
+            assert type(instantiate(cfg.hydra.sweeper.sampler)).__name__ == sampler  # what the sweeper builds
             assert cfg.hydra.mode.name == "MULTIRUN"
             assert set(cfg.hydra.sweeper.params) == {"model", "optimizer.lr", "optimizer.weight_decay",
                                                      "data.batch_size", "model.dropout"}
