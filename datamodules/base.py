@@ -11,6 +11,7 @@ the inverse frequency of its class, so every class is seen equally often in expe
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,12 +103,33 @@ class TensorBatches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         idx = self._indices().to(self.split.x.device)
+        epoch = self.epoch()
         for b in range(len(self)):
             i = idx[b * self.batch_size : (b + 1) * self.batch_size]
-            x, y = self.transform(self.split.x[i]), self.split.y[i]
-            if self.target_transform is not None:
-                x, y = self.target_transform(x, y)
+            # Training augmentation draws from an RNG seeded by (seed, epoch, batch, rank) and leaves the
+            # global RNG alone: a resumed run augments exactly as an uninterrupted one, ranks differ.
+            with _seeded(self._batch_seed(epoch, b), self.split.x.device, enabled=self.shuffle):
+                x, y = self.transform(self.split.x[i]), self.split.y[i]
+                if self.target_transform is not None:
+                    x, y = self.target_transform(x, y)
             yield x, y
+
+    def _batch_seed(self, epoch: int, batch: int) -> int:
+        return (((self.seed * 1_000_003 + epoch) * 1_000_003 + batch) * 1_009 + self.rank) % (2**63)
+
+
+@contextmanager
+def _seeded(seed: int, device: torch.device, enabled: bool = True) -> Iterator[None]:
+    """Run a block with the CPU (and this CUDA device's) RNG seeded, restoring the outer state after it."""
+    if not enabled:
+        yield
+        return
+    cuda = device.type == "cuda"
+    with torch.random.fork_rng(devices=[device.index or 0] if cuda else [], device_type="cuda"):
+        torch.random.default_generator.manual_seed(seed)
+        if cuda:
+            torch.cuda.default_generators[device.index or 0].manual_seed(seed)
+        yield
 
 
 class InMemoryDataModule(pl.LightningDataModule):

@@ -319,8 +319,19 @@ def test_training_batches_are_random_and_evaluation_batches_deterministic(tmp_pa
     write_cifar10(tmp_path)
     dm = CIFAR10(data_dir=tmp_path, batch_size=32, augment="standard", aug={"mixup": 0.2})
     dm.trainer = _trainer(0, 1)
-    (xa, ya), (xb, _) = next(iter(dm.train_dataloader())), next(iter(dm.train_dataloader()))
-    assert not torch.allclose(xa, xb) and ya.shape == (32, 10) and torch.allclose(ya.sum(1), torch.ones(32))
+    train = dm.train_dataloader()
+    (xa, ya), (xb, yb) = next(iter(train)), next(iter(train))
+    assert ya.shape == (32, 10) and torch.allclose(ya.sum(1), torch.ones(32))
+    # augmented: not what the deterministic transform makes of the same images
+    plain = dm.eval_transform()(dm.splits["train"].x[train._indices()[:32]])
+    assert not torch.allclose(xa, plain, atol=1e-3)
+    # reproducible: an epoch's batches depend on (seed, epoch, batch) only, so a resumed run sees the same
+    assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    state = torch.random.get_rng_state()
+    next(iter(train))
+    assert torch.equal(torch.random.get_rng_state(), state)  # the global RNG is left alone
+    dm.trainer = _trainer(0, 1, epoch=1)
+    assert not torch.allclose(next(iter(dm.train_dataloader()))[0], xa)
     (va, la), (vb, lb) = next(iter(dm.val_dataloader())), next(iter(dm.val_dataloader()))
     assert torch.equal(va, vb) and torch.equal(la, lb) and la.ndim == 1
     mean = torch.tensor(dm.mean).view(1, 3, 1, 1)
