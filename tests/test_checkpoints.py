@@ -111,7 +111,8 @@ class _ExplodesWhenPickled:
 
 
 def test_a_save_that_dies_midway_leaves_the_previous_checkpoint_readable(tmp_path: Path) -> None:
-    from zoo.weights import SafeCheckpointIO, load_file
+    from zoo.resume import SafeCheckpointIO
+    from zoo.weights import load_file
 
     io = SafeCheckpointIO()
     path = tmp_path / "checkpoints" / "last.ckpt"

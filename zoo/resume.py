@@ -5,16 +5,21 @@ Lightning restores weights, optimizer, schedulers, epoch and step, and every cal
 after a resume would differ from the run that was cut off. :class:`ResumeState` saves the torch, CUDA,
 numpy and Python generators as plain tensors and numbers (a weights-only load reads them), and the
 run directory and last validation numbers (used by ``eval.py ensemble=weighted``).
+:class:`SafeCheckpointIO` makes Lightning read every checkpoint through ``zoo.weights.load_file``.
 """
 
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.plugins.io.checkpoint_io import CheckpointIO
+
+from zoo.weights import atomic_save, load_file
 
 
 def rng_state() -> dict[str, Any]:
@@ -75,3 +80,20 @@ def saved_val_metrics(ckpt: dict[str, Any]) -> dict[str, float]:
             if score is not None and monitor:
                 return {str(monitor): float(score)}
     return {}
+
+
+class SafeCheckpointIO(CheckpointIO):
+    """Lightning's checkpoint I/O through zoo: loads with :func:`load_file`, saves with :func:`atomic_save`.
+
+    ``trainer.fit(ckpt_path=...)`` would otherwise call ``torch.load`` itself; with this plugin every
+    resume is a weights-only load with our one-line errors.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        atomic_save(checkpoint, path)
+
+    def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None) -> dict:
+        return load_file(path)
+
+    def remove_checkpoint(self, path: Any) -> None:
+        Path(path).unlink(missing_ok=True)

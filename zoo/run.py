@@ -22,9 +22,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from zoo.errors import ZooError
 from zoo.init import init_weights
-from zoo.resume import ResumeState
+from zoo.resume import ResumeState, SafeCheckpointIO
 from zoo.tasks import task_class
-from zoo.weights import SafeCheckpointIO, load_checkpoint
+from zoo.weights import load_checkpoint
 
 
 def _container(cfg: Any) -> Any:

@@ -2,7 +2,8 @@
 
 Checkpoints come from strangers. ``torch.load(..., weights_only=True)`` refuses any pickle that would
 import or call something outside plain containers and tensors, so a malicious file fails to load
-instead of running its payload. Lightning's own resume path is routed here too (:class:`SafeCheckpointIO`),
+instead of running its payload. Lightning's own resume path is routed here too
+(``zoo.resume.SafeCheckpointIO``; this module stays free of Lightning, like the models that import it),
 and ``last.ckpt`` is written atomically (temp file, fsync, rename), so a kill while saving leaves the
 previous checkpoint readable.
 """
@@ -18,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning_fabric.plugins.io.checkpoint_io import CheckpointIO
 from torch import nn
 
 from zoo.errors import ZooError
@@ -143,23 +143,6 @@ def atomic_save(obj: Any, path: str | Path) -> None:
             os.close(dir_fd)
     except OSError:
         pass
-
-
-class SafeCheckpointIO(CheckpointIO):
-    """Lightning's checkpoint I/O through zoo: loads with :func:`load_file`, saves with :func:`atomic_save`.
-
-    ``trainer.fit(ckpt_path=...)`` would otherwise call ``torch.load`` itself; with this plugin every
-    resume is a weights-only load with our one-line errors.
-    """
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
-        atomic_save(checkpoint, path)
-
-    def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None) -> dict:
-        return load_file(path)
-
-    def remove_checkpoint(self, path: Any) -> None:
-        Path(path).unlink(missing_ok=True)
 
 
 # -- which model does a state dict belong to ---------------------------------------------------------------
