@@ -19,7 +19,6 @@ prediction), ``in_channels`` (features per step, or the vocabulary size for toke
 
 from __future__ import annotations
 
-import gzip
 import math
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 
 from datamodules.base import InMemoryDataModule, Split, Transform, seeded_split
-from datamodules.vision import DIGITS, MNIST_MEAN, MNIST_STD, load_mnist_5k
+from datamodules.vision import DIGITS, MNIST_MEAN, MNIST_STD, load_mnist_5k, read_idx
 from zoo.errors import ZooError
 
 DEFAULT_TEXT = Path(__file__).parent / "data" / "shakespeare_coriolanus.txt"
@@ -51,16 +50,9 @@ class SequenceDataModule(InMemoryDataModule):
 
 
 # -- sequential MNIST ----------------------------------------------------------------------------
-def _read_idx(path: Path) -> np.ndarray:
-    """An idx-ubyte file (MNIST's format): magic (0, 0, 0x08, ndim), big-endian int32 dims, raw bytes."""
-    data = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
-    ndim = data[3]
-    dims = np.frombuffer(data[4 : 4 + 4 * ndim], dtype=">i4")
-    return np.frombuffer(data[4 + 4 * ndim :], dtype=np.uint8).reshape(dims)
-
-
 def _full_mnist(root: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]] | None:
-    """The 60,000/10,000 MNIST digits from ``root/MNIST/raw`` (torchvision's layout), or None if absent."""
+    """The 60,000/10,000 MNIST digits from ``root/MNIST/raw`` (torchvision's layout, read by the vision
+    datamodules' ``read_idx``), or None if absent."""
     raw = root / "MNIST" / "raw"
     files = {}
     for key, stem in [("train_x", "train-images-idx3"), ("train_y", "train-labels-idx1"),
@@ -71,8 +63,8 @@ def _full_mnist(root: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]] | No
         files[key] = found[0]
     out = {}
     for split in ("train", "test"):
-        x = torch.from_numpy(_read_idx(files[f"{split}_x"]).copy())
-        y = torch.from_numpy(_read_idx(files[f"{split}_y"]).astype(np.int64))
+        x = torch.from_numpy(read_idx(files[f"{split}_x"]).copy())
+        y = torch.from_numpy(read_idx(files[f"{split}_y"]).astype(np.int64))
         out[split] = (x, y)
     return out
 
