@@ -293,3 +293,21 @@ def test_ensemble_reports_members_and_the_ensemble(tmp_path: Path) -> None:
     assert mixed["weights"] == pytest.approx([0.75, 0.25])
     assert json.loads((tmp_path / "w" / "metrics.json").read_text())["test/acc"] == mixed["test/acc"]
     assert len(mixed["members"]) == 2
+
+
+def test_resume_command_line_continues_in_the_run_directory_with_its_overrides(tmp_path: Path) -> None:
+    from zoo.cli import resume_overrides
+
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / "checkpoints").mkdir()
+    (run / ".hydra" / "overrides.yaml").write_text(
+        "- model=lenet5\n- trainer.max_epochs=4\n- +callbacks.stall._target_=x.Y\n- +callbacks.stall.epoch=1\n"
+        "- hydra.job.name=old\n- ckpt_path=somewhere/else.ckpt\n")
+    last = run / "checkpoints" / "last.ckpt"
+    argv = [f"ckpt_path={last}", "trainer.max_epochs=8", "~callbacks.stall"]
+    assert resume_overrides(argv) == ["model=lenet5", *argv, f"hydra.run.dir={run.resolve()}"]
+    assert resume_overrides([*argv, "hydra.run.dir=elsewhere"]) == [*argv, "hydra.run.dir=elsewhere"]
+    assert resume_overrides(["-m", *argv]) == ["-m", *argv]  # a sweep picks its own directories
+    (tmp_path / "loose.ckpt").touch()
+    assert resume_overrides([f"ckpt_path={tmp_path / 'loose.ckpt'}"]) == [f"ckpt_path={tmp_path / 'loose.ckpt'}"]

@@ -83,8 +83,8 @@ def resume_overrides(argv: list[str]) -> list[str]:
     ``python train.py ckpt_path=...`` alone resumes the same model, data and schedule; overrides
     given now still win. A checkpoint outside a run directory, or a sweep (``-m``), is left alone.
     """
-    given = {_override_key(a): a for a in argv if "=" in a and not a.startswith("-")}
-    ckpt = given.get("ckpt_path", "").split("=", 1)[-1]
+    given = {_override_key(a): a for a in argv if ("=" in a or a.startswith("~")) and not a.startswith("-")}
+    ckpt = given.get("ckpt_path", "=").split("=", 1)[1]
     if not ckpt or ckpt == "null" or "hydra.run.dir" in given or {"-m", "--multirun"} & set(argv):
         return argv
     ckpt_file = Path(ckpt).expanduser()
