@@ -48,15 +48,18 @@ class PILCifar(torch.utils.data.Dataset):
 
 
 def images_per_second(batches, n: int, epochs: int) -> float:
+    """The best epoch's rate (as ``timeit`` takes the minimum): the machine is shared, and other jobs only
+    ever make an epoch slower."""
     for _ in batches:  # warm-up epoch: worker start-up, allocator, first-call costs
         pass
-    start = time.perf_counter()
-    seen = 0
+    best = 0.0
     for _ in range(epochs):
+        start, seen = time.perf_counter(), 0
         for x, _ in batches:
             seen += len(x)
-    assert seen == n * epochs
-    return seen / (time.perf_counter() - start)
+        assert seen == n
+        best = max(best, seen / (time.perf_counter() - start))
+    return best
 
 
 def main() -> None:
@@ -64,7 +67,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per side; the best counts")
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
@@ -99,7 +102,7 @@ def main() -> None:
                             args.epochs)
 
     print(f"CPU threads: {torch.get_num_threads()}, {args.n} images, batch {args.batch_size}, "
-          f"standard CIFAR augmentation (crop pad 4 + flip + normalise)")
+          f"standard CIFAR augmentation (crop pad 4 + flip + normalise), best of {args.epochs} epochs")
     print(f"ours (in-memory, batched):                 {ours:12,.0f} images/s")
     print(f"torchvision v2 per sample, {args.workers} workers:      {tv:12,.0f} images/s")
     print(f"kornia.augmentation (batched):             {kor:12,.0f} images/s")

@@ -10,7 +10,7 @@ erasing operations after that (their fill value 0 is then the dataset mean, as i
 :class:`Augment` chains them from a preset (``none``, ``standard``, ``strong``) and individual knobs.
 
 Why not kornia: ``benchmarks/data_throughput.py`` times ``kornia.augmentation`` on the same batches
-(crop with padding + flip, CPU); the hand-written ops below are several times faster there, and
+(crop with padding + flip, CPU); the hand-written ops below are 2-4x faster there, and
 colour jitter here is a per-sample 3x3 colour matrix (hue as a rotation in YIQ space) instead of an
 RGB -> HSV -> RGB round trip.
 """
