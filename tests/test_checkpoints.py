@@ -125,6 +125,24 @@ def test_a_save_that_dies_midway_leaves_the_previous_checkpoint_readable(tmp_pat
     assert load_file(path) == {"epoch": 3}
 
 
+def test_sigkill_while_saving_leaves_a_readable_checkpoint(tmp_path: Path) -> None:
+    """A real kill at an arbitrary moment of a save loop: the file is always a whole checkpoint."""
+    from zoo.weights import load_file
+
+    path = tmp_path / "last.ckpt"
+    code = ("import sys, torch\nfrom zoo.weights import atomic_save\nw = torch.randn(4_000_000)\ni = 0\n"
+            "while True:\n    i += 1\n    atomic_save({'step': i, 'w': w + i}, sys.argv[1])\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(path)], cwd=ROOT)
+    deadline = time.time() + 120
+    while not path.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.7)  # several 16 MB saves in, most likely in the middle of one
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    ckpt = load_file(path)  # whole: a half-written file would fail here (a leftover .tmp file may remain)
+    assert ckpt["step"] >= 1 and ckpt["w"].numel() == 4_000_000
+
+
 # -- loading anywhere ---------------------------------------------------------------------------------------
 
 MNIST_FACTS = {"name": "mnist_tiny", "task": "classification", "num_classes": 10, "input_shape": [1, 28, 28],
