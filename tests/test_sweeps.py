@@ -291,5 +291,5 @@ def test_nan_guard_watches_every_step_and_reports_the_first_bad_loss() -> None:
     assert str(e.value) == ("training diverged: train/loss became inf by epoch 3, batch 5 (learning rate 0.5); "
                             "lower optimizer.lr, or clip gradients with trainer.gradient_clip_val")
     guard.on_train_batch_end(trainer, None, {"loss": torch.tensor(math.nan)}, None, 6)
-    with pytest.raises(sweeps.TrainingDiverged, match="became nan by epoch 3 "):  # the end of an epoch looks too
+    with pytest.raises(sweeps.TrainingDiverged, match="became nan by epoch 3, batch 6 "):  # epoch end checks too
         guard.on_train_epoch_end(trainer, None)

@@ -134,6 +134,7 @@ class NaNGuard(pl.Callback):
         self.every = check_every_n_steps
         self._bad: torch.Tensor | None = None  # any non-finite loss since the last check (on the device)
         self._value: torch.Tensor | None = None  # the first non-finite loss value
+        self._where: tuple[int, int, float | None] = (0, 0, None)  # epoch, batch and lr of the latest step
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._bad = self._value = None
@@ -145,25 +146,27 @@ class NaNGuard(pl.Callback):
             return
         value = loss.detach().float().mean()
         bad = ~torch.isfinite(value)
+        lrs = [g["lr"] for opt in trainer.optimizers for g in opt.param_groups]
+        self._where = (trainer.current_epoch, batch_idx, lrs[0] if lrs else None)  # before any epoch-end lr step
         if self._bad is None or self._value is None:
             self._bad, self._value = bad, value
         else:
             self._value = torch.where(bad & ~self._bad, value, self._value)
             self._bad = self._bad | bad
         if (batch_idx + 1) % self.every == 0:
-            self._check(trainer, batch_idx)
+            self._check()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._check(trainer, None)
+        self._check()
 
-    def _check(self, trainer: pl.Trainer, batch_idx: int | None) -> None:
+    def _check(self) -> None:
         if self._bad is None or not bool(self._bad):  # the one host-device sync of the window
             return
         value = float(self._value) if self._value is not None else math.nan
         self._bad = self._value = None
-        lrs = [g["lr"] for opt in trainer.optimizers for g in opt.param_groups]
-        where = f"epoch {trainer.current_epoch}" + (f", batch {batch_idx}" if batch_idx is not None else "")
-        lr = f" (learning rate {lrs[0]:.3g})" if lrs else ""
+        epoch, batch_idx, lr_value = self._where
+        where = f"epoch {epoch}, batch {batch_idx}"
+        lr = f" (learning rate {lr_value:.3g})" if lr_value is not None else ""
         raise TrainingDiverged(
             f"training diverged: train/loss became {value} by {where}{lr}; "
             "lower optimizer.lr, or clip gradients with trainer.gradient_clip_val"
