@@ -293,3 +293,24 @@ def test_nan_guard_watches_every_step_and_reports_the_first_bad_loss() -> None:
     guard.on_train_batch_end(trainer, None, {"loss": torch.tensor(math.nan)}, None, 6)
     with pytest.raises(sweeps.TrainingDiverged, match="became nan by epoch 3, batch 6 "):  # epoch end checks too
         guard.on_train_epoch_end(trainer, None)
+
+
+def test_failed_trial_tensors_are_gone_when_memory_is_released(tmp_path: Path, monkeypatch) -> None:
+    """On a GPU the next trial needs the memory of the failed one: it must be unreachable by empty_cache() time."""
+    import weakref
+
+    from omegaconf import OmegaConf
+
+    refs: list[weakref.ref] = []
+
+    def trial(cfg):
+        activations = torch.zeros(1000)
+        refs.append(weakref.ref(activations))
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    alive_at_release: list[bool] = []
+    monkeypatch.setattr(sweeps, "_free_memory", lambda: alive_at_release.append(refs[0]() is not None))
+    monkeypatch.setattr(sweeps, "_hydra_mode", lambda: "MULTIRUN")
+    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}})
+    assert sweeps.run_trial(trial, cfg) is None
+    assert alive_at_release == [False]

@@ -101,6 +101,7 @@ def run_trial(fn: Callable[[DictConfig], float | None], cfg: DictConfig) -> floa
     metric = cfg.get("optimized_metric", "val/acc")
     start = time.time()
     write_status(run_dir, "running", metric=metric)
+    reason = None
     try:
         value = fn(cfg)
     except KeyboardInterrupt:
@@ -111,7 +112,8 @@ def run_trial(fn: Callable[[DictConfig], float | None], cfg: DictConfig) -> floa
         write_status(run_dir, "failed", reason=reason, metric=metric, seconds=round(time.time() - start, 1))
         if _hydra_mode() != "MULTIRUN":
             raise
-        _free_memory()
+    if reason is not None:
+        _free_memory()  # out of the except block: its traceback, and the failed trial's tensors with it, are gone
         log.error("trial failed: %s", reason)
         print(f"error: trial {run_dir} failed: {reason}; the sweep goes on", file=sys.stderr, flush=True)
         return None
