@@ -101,8 +101,12 @@ def test_unbatched_input_matches_torch_nn(kind: str) -> None:
 
 @pytest.mark.parametrize(
     "ours_cls,ref_cls,extra",
-    [(RNNCell, nn.RNNCell, {"nonlinearity": "tanh"}), (RNNCell, nn.RNNCell, {"nonlinearity": "relu"}),
-     (LSTMCell, nn.LSTMCell, {}), (GRUCell, nn.GRUCell, {})],  # fmt: skip
+    [
+        (RNNCell, nn.RNNCell, {"nonlinearity": "tanh"}),
+        (RNNCell, nn.RNNCell, {"nonlinearity": "relu"}),
+        (LSTMCell, nn.LSTMCell, {}),
+        (GRUCell, nn.GRUCell, {}),
+    ],  # fmt: skip
 )
 def test_cells_match_torch_nn_cells(ours_cls, ref_cls, extra) -> None:
     torch.manual_seed(3)
