@@ -223,6 +223,10 @@ def test_user_errors_and_registry_facts() -> None:
         zoo.create_model("rnn", num_classes=2, in_channels=3, nonlinearity="sigmoid")
     with pytest.raises(ZooError, match="float sequences"):
         zoo.create_model("gru", num_classes=2, in_channels=3)(torch.randn(2, 5, 4))
+    # Images are read pixel by pixel in raster order (sequential MNIST): the same as the N x H*W x C sequence.
+    model = zoo.create_model("gru", num_classes=2, in_channels=3, hidden_size=4)
+    image = torch.randn(2, 3, 4, 5)
+    torch.testing.assert_close(model(image), model(image.permute(0, 2, 3, 1).reshape(2, 20, 3)))
     info = zoo.model_info("lstm")
     assert info["kind"] == "sequence" and info["input_size"] == (28, 28)
     # Parameter count from torch.nn's own modules: nn.LSTM(28, 128) + nn.Linear(128, 10).

@@ -350,8 +350,9 @@ class RecurrentNet(nn.Module):
 
     Inputs are batch-first: float features N x T x ``in_channels`` (digit rows, adding-problem pairs), or
     integer tokens N x T from a vocabulary of ``in_channels`` symbols, embedded (``embedding_dim``) or
-    one-hot. ``output="last"``: one prediction per sequence from the last layer's final state (both
-    directions' for a bidirectional net), N x num_classes. ``output="all"``: a prediction per step,
+    one-hot; an image N x ``in_channels`` x H x W is read as H*W steps of one pixel (sequential MNIST).
+    ``output="last"``: one prediction per sequence from the last layer's final state (both directions'
+    for a bidirectional net), N x num_classes. ``output="all"``: a prediction per step,
     N x num_classes x T (the layout ``nn.CrossEntropyLoss`` takes). ``"auto"``: ``all`` for token inputs
     (language modelling, copy task), ``last`` for feature inputs. ``tie_weights`` shares the output
     matrix with the embedding (Press & Wolf 2017; Inan et al. 2017).
@@ -408,11 +409,15 @@ class RecurrentNet(nn.Module):
             self.fc.weight = self.embedding.weight
 
     def _embed(self, x: Tensor) -> Tensor:
+        if x.is_floating_point() and x.dim() == 4 and x.shape[1] == self.in_channels:
+            # An image N x C x H x W is read pixel by pixel in raster order, C features per step: the
+            # sequential (pixel) MNIST of Le et al. (2015). data=seq_mnist reads rows, 28 steps instead of 784.
+            x = x.flatten(2).transpose(1, 2)  # N x H*W x C
         if x.is_floating_point():
             if x.dim() != 3 or x.shape[-1] != self.in_channels:
                 raise ZooError(
-                    f"expected N x T x {self.in_channels} float sequences; got {tuple(x.shape)} "
-                    "(recurrent models read sequence data: data=seq_mnist, adding, copy or char_text)"
+                    f"expected N x T x {self.in_channels} float sequences or N x {self.in_channels} x H x W "
+                    f"images; got {tuple(x.shape)}"
                 )
             return x
         if self.embedding is not None:
