@@ -122,6 +122,23 @@ def test_inception_v3_matches_torchvision_at_299():
     assert isinstance(out, AuxLogits) and out.weights == (0.4,) and out.aux[0].shape == (2, 1000)
 
 
+def test_load_pretrained_reads_a_torchvision_googlenet_file(tmp_path):
+    """A torchvision state-dict file (with the aux heads, as the published one has) loads strictly."""
+    torch.manual_seed(0)
+    tv = torchvision.models.googlenet(num_classes=10, aux_logits=True, init_weights=True)
+    calibrate_bn(tv, torch.randn(2, 3, 64, 64))
+    path = tmp_path / "googlenet.pth"
+    torch.save(tv.state_dict(), path)
+    ours = zoo.load_pretrained(path, name="googlenet")
+    assert not ours.training and ours.fc.out_features == 10
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), tv(x), rtol=1e-5, atol=1e-5)
+    # torchvision drops the aux heads after loading its weights; such a state dict needs aux_logits=False
+    bare = {k: v for k, v in tv.state_dict().items() if not k.startswith("aux")}
+    assert zoo.load_pretrained(bare, name="googlenet", aux_logits=False).aux1 is None
+
+
 # ------------------------------------------------------------------------------------------------ parameter counts
 
 

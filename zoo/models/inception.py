@@ -46,7 +46,7 @@ def trunc_normal_fan_in_(model: nn.Module) -> None:
     """
     bound = math.erf(2 / math.sqrt(2))  # 2 * Phi(2) - 1
     for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
+        if isinstance(m, (nn.Conv2d, nn.Linear)) and not m.weight.is_meta:  # meta: nothing to sample
             fan_in = m.weight[0].numel()
             std = math.sqrt(2.0 / fan_in) / 0.87962566103423978
             with torch.no_grad():  # inverse-CDF sampling: one pass (nn.init.trunc_normal_ rejects and redraws)
