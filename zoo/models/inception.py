@@ -34,7 +34,8 @@ from zoo.models.layers import AuxLogits, BasicConv2d
 from zoo.registry import register_model
 
 
-def _conv(cin: int, cout: int, k: int | tuple[int, int], stride: int = 1, padding: int | tuple[int, int] = 0):
+def _conv(cin: int, cout: int, k: int | tuple[int, int], stride: int = 1,
+          padding: int | tuple[int, int] = 0) -> BasicConv2d:
     return BasicConv2d(cin, cout, kernel_size=k, stride=stride, padding=padding)
 
 
