@@ -122,14 +122,23 @@ class SeqMNIST(SequenceDataModule):
         if full is not None:
             self.used_source = "full"
             (x, y), (x_test, y_test) = full["train"], full["test"]
+            self._check_sizes(len(x), self.val_size)
             tr, va = seeded_split(len(x), [len(x) - self.val_size, self.val_size], self.split_seed)
             return {"train": Split(x[tr], y[tr]), "val": Split(x[va], y[va]), "test": Split(x_test, y_test)}
         self.used_source = "embedded"
         x, y = load_mnist_5k()
         x = x[:, 0]  # N x 28 x 28
+        self._check_sizes(len(x), self.val_size + self.test_size)
         n_train = len(x) - self.val_size - self.test_size
         tr, va, te = seeded_split(len(x), [n_train, self.val_size, self.test_size], self.split_seed)
         return {"train": Split(x[tr], y[tr]), "val": Split(x[va], y[va]), "test": Split(x[te], y[te])}
+
+    def _check_sizes(self, n: int, held_out: int) -> None:
+        if self.val_size < 1 or self.test_size < 0 or held_out >= n:
+            raise ZooError(
+                f"data.val_size={self.val_size} and data.test_size={self.test_size} leave no training digits "
+                f"of the {n} in the {self.used_source} MNIST"
+            )
 
     def permutation(self) -> torch.Tensor | None:
         """The fixed pixel order of psMNIST (None unless ``permute``)."""
