@@ -89,17 +89,20 @@ def main() -> None:
                                          persistent_workers=args.workers > 0)
     tv = images_per_second(loader, args.n, args.epochs)
 
-    # kornia: batched too, on the same float batches
-    import kornia.augmentation as K
+    # kornia (not a dependency; timed when installed): batched too, on the same float batches
+    try:
+        import kornia.augmentation as K
+    except ImportError:
+        kor = float("nan")
+    else:
+        kornia_aug = K.AugmentationSequential(K.RandomCrop((32, 32), padding=4), K.RandomHorizontalFlip(),
+                                              K.Normalize(torch.tensor(MEAN), torch.tensor(STD)))
 
-    kornia_aug = K.AugmentationSequential(K.RandomCrop((32, 32), padding=4), K.RandomHorizontalFlip(),
-                                          K.Normalize(torch.tensor(MEAN), torch.tensor(STD)))
+        def kornia_transform(x: torch.Tensor) -> torch.Tensor:
+            return kornia_aug(x.float().div_(255))
 
-    def kornia_transform(x: torch.Tensor) -> torch.Tensor:
-        return kornia_aug(x.float().div_(255))
-
-    kor = images_per_second(TensorBatches(split, args.batch_size, kornia_transform, shuffle=True), args.n,
-                            args.epochs)
+        kor = images_per_second(TensorBatches(split, args.batch_size, kornia_transform, shuffle=True), args.n,
+                                args.epochs)
 
     print(f"CPU threads: {torch.get_num_threads()}, {args.n} images, batch {args.batch_size}, "
           f"standard CIFAR augmentation (crop pad 4 + flip + normalise), best of {args.epochs} epochs")
