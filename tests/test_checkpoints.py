@@ -323,8 +323,9 @@ def test_resume_command_line_continues_in_the_run_directory_with_its_overrides(t
         "- model=lenet5\n- trainer.max_epochs=4\n- +callbacks.stall._target_=x.Y\n- +callbacks.stall.epoch=1\n"
         "- hydra.job.name=old\n- ckpt_path=somewhere/else.ckpt\n")
     last = run / "checkpoints" / "last.ckpt"
-    argv = [f"ckpt_path={last}", "trainer.max_epochs=8", "~callbacks.stall"]
-    assert resume_overrides(argv) == ["model=lenet5", *argv, f"hydra.run.dir={run.resolve()}"]
+    argv = [f"ckpt_path={last}", "trainer.max_epochs=8", "~callbacks.stall", "~callbacks.lr_monitor"]
+    # the run's +callbacks.stall.* and the ~callbacks.stall that undoes them both go; a ~ of a default stays
+    assert resume_overrides(argv) == ["model=lenet5", *argv[:2], argv[3], f"hydra.run.dir={run.resolve()}"]
     assert resume_overrides([*argv, "hydra.run.dir=elsewhere"]) == [*argv, "hydra.run.dir=elsewhere"]
     assert resume_overrides(["-m", *argv]) == ["-m", *argv]  # a sweep picks its own directories
     (tmp_path / "loose.ckpt").touch()

@@ -106,8 +106,15 @@ def resume_overrides(argv: list[str]) -> list[str]:
         key = _override_key(a)
         return "=" in a and not any(key == k or key.startswith(k + ".") for k in skip)
 
+    dropped = [a for a in earlier if not kept(a)]
     earlier = [a for a in earlier if kept(a)]
-    return [*earlier, *argv, f"hydra.run.dir={run_dir}"]
+
+    def only_undoes_additions(a: str) -> bool:  # ``~x`` whose target existed only through an earlier ``+x...``
+        key = _override_key(a)
+        mine = [d for d in dropped if _override_key(d) == key or _override_key(d).startswith(key + ".")]
+        return a.startswith("~") and bool(mine) and all(d.startswith("+") for d in mine)
+
+    return [*earlier, *[a for a in argv if not only_undoes_additions(a)], f"hydra.run.dir={run_dir}"]
 
 
 def main(hydra_main: Callable[[], Any], resume: bool = False) -> None:
