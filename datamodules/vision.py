@@ -275,9 +275,9 @@ class CIFAR10(FileDataModule):
     official_rows = 10000  # images in each original training file
 
     def _lists(self, train: bool) -> list[tuple[str, str]]:
-        import torchvision.datasets
+        from torchvision.datasets import cifar  # file names and md5 sums from torchvision's class
 
-        cls = getattr(torchvision.datasets, self.tv_class)
+        cls = getattr(cifar, self.tv_class)
         return [tuple(e) for e in (cls.train_list if train else cls.test_list)]
 
     def files(self) -> list[Path]:
@@ -357,7 +357,7 @@ class SVHN(FileDataModule):
 
     def _read_mat(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         import scipy.io
-        import torchvision.datasets
+        from torchvision.datasets import svhn
 
         path = self.data_dir / f"{split}_32x32.mat"
         try:
@@ -370,7 +370,7 @@ class SVHN(FileDataModule):
         if x.dtype != np.uint8 or x.ndim != 4 or x.shape[:3] != (32, 32, 3) or y.size != x.shape[3]:
             raise _corrupt(path, f"X {x.dtype} {x.shape} and y {y.shape}, expected uint8 (32, 32, 3, N) and N labels")
         if x.shape[3] == self.official[split]:
-            _check_md5(path, torchvision.datasets.SVHN.split_list[split][2])
+            _check_md5(path, svhn.SVHN.split_list[split][2])
         labels = y.astype(np.int64).reshape(-1)
         labels[labels == 10] = 0  # SVHN labels the digit 0 as 10
         return x.transpose(3, 2, 0, 1), labels  # (H, W, C, N) -> (N, C, H, W)

@@ -425,3 +425,28 @@ def test_lightning_ddp_with_two_cpu_processes_trains_each_rank_on_its_own_shard(
     shards = [[int(v) for v in (tmp_path / f"rank{r}.txt").read_text().split()] for r in (0, 1)]
     assert len(shards[0]) == len(shards[1]) == 15
     assert set(shards[0]).isdisjoint(shards[1]) and set(shards[0]) | set(shards[1]) == set(range(30))
+
+
+def test_download_calls_torchvision_with_data_dir_then_reads_what_it_wrote(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import torchvision.datasets
+
+    calls = []
+
+    def fake_cifar10(root, download=False, **kwargs):  # what torchvision's download leaves on disk
+        calls.append((root, download))
+        write_cifar10(root)
+
+    def fake_svhn(root, split="train", download=False, **kwargs):
+        calls.append((root, split, download))
+        write_svhn(root)
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", fake_cifar10)
+    monkeypatch.setattr(torchvision.datasets, "SVHN", fake_svhn)
+    dm = CIFAR10(data_dir=tmp_path, download=True)
+    dm.setup()
+    assert calls == [(str(tmp_path), True)] and len(dm.splits["test"]) == 20
+    CIFAR10(data_dir=tmp_path, download=True).setup()  # files present: no second download
+    assert len(calls) == 1
+    SVHN(data_dir=tmp_path / "svhn", download=True).setup()
+    assert calls[1:] == [(str(tmp_path / "svhn"), "train", True), (str(tmp_path / "svhn"), "test", True)]
