@@ -97,8 +97,9 @@ def test_published_counts_and_model_info() -> None:
                                                                                           2015, 32)
 
 
-# He et al. 2016 keep the 2015 networks' layers and only move BN/ReLU, so their sizes are the 2015 ones:
-# 11.7M, 21.8M, 25.6M, 44.5M, 60.2M (ResNet-18 ... ResNet-152).
+# He et al. 2016 keep the 2015 networks' convolutions and only move BN/ReLU (plus one final BN), so the sizes
+# are the 2015 networks' published ones: 11.7M, 21.8M, 25.6M, 44.5M, 60.2M for ResNet-18 ... ResNet-152
+# (torchvision's model documentation; neither paper tabulates ImageNet parameter counts).
 PREACT_PAPER = {"preact_resnet18": 11.7e6, "preact_resnet34": 21.8e6, "preact_resnet50": 25.6e6,
                 "preact_resnet101": 44.5e6, "preact_resnet152": 60.2e6}
 
