@@ -71,8 +71,9 @@ def write_mnist(root: str | Path, name: str = "MNIST", n_train: int = 60, n_test
 
 # -- CIFAR: python pickles --------------------------------------------------------------------
 def _pickle(path: Path, obj: dict[str, Any]) -> None:
-    with open(path, "wb") as f:
-        pickle.dump(obj, f, protocol=2)
+    """Protocol 2, with numpy's arrays under the module name the original (numpy 1.x era) files use."""
+    data = pickle.dumps(obj, protocol=2).replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n")
+    path.write_bytes(data)
 
 
 def _cifar_rows(x: np.ndarray) -> np.ndarray:
