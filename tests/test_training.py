@@ -180,3 +180,19 @@ def test_deterministic_runs_are_bit_identical(tmp_path: Path) -> None:
     assert numbers[0]["val/acc"] > 0.2  # and it learned something with every option switched on
     csv = (tmp_path / "0" / "csv" / "metrics.csv").read_text().splitlines()[0]
     assert "train/lr" in csv and "val/acc" in csv
+
+
+@pytest.mark.parametrize("name", ["mlp_sigmoid_vs_relu", "mlp_batch_norm", "mlp_dropout", "sgd_vs_adam"])
+def test_demo_recipes_compose(name: str) -> None:
+    from hydra import compose, initialize_config_dir
+
+    from tests.conftest import ROOT
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"experiment={name}"])
+    assert cfg.data._target_.endswith("MNISTTiny") and cfg.task_name == name
+    if name.startswith("mlp_"):
+        assert cfg.model.name == "mlp"
+    if name in ("mlp_sigmoid_vs_relu", "mlp_batch_norm"):  # one variable changes between the two runs
+        assert (cfg.model.depth, cfg.model.activation, cfg.init.scheme) == (10, "sigmoid", "kaiming_normal")
+        assert cfg.model.batch_norm == (name == "mlp_batch_norm")
