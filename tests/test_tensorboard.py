@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch import nn
 
 from tests.conftest import run_script
 from zoo.callbacks import TensorBoardDiagnostics
@@ -70,6 +71,9 @@ def test_diagnostics_histograms_gradient_norms_graph_and_test_figures(run: dict)
     per_layer = sum(dict(run["scalars"][f"grad_norm/{n}"])[0] ** 2 for n in layers + ["features.1.0.bias"])
     assert total[0] == pytest.approx(per_layer**0.5, rel=1e-4)
     assert run["graph"]
+    dead = {t: v for t, v in run["scalars"].items() if t.startswith("dead_relu/")}
+    assert sorted(dead) == ["dead_relu/features.0.1", "dead_relu/features.1.1"], sorted(dead)
+    assert all([s for s, _ in v] == [0, 4, 8] and all(0 <= x <= 1 for _, x in v) for v in dead.values())
     assert {"test/confusion_matrix", "test/most_confident_wrong"} <= run["images"]
 
 
@@ -86,3 +90,18 @@ def test_confusion_matrix_and_most_confident_wrong_by_hand() -> None:
     # wrong: sample 2 (true 1, predicted 0, p=0.98) and sample 4 (true 2, predicted 1, p=0.96), most confident first
     assert [(p, t, int(img[0, 0, 0])) for _, p, t, img in cb._wrong] == [(0, 1, 2), (1, 2, 4)]
     assert cb._wrong[0][0] == pytest.approx(torch.softmax(logits[2], 0).max().item())
+
+
+def test_dead_relu_fraction_by_hand() -> None:
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU())
+    with torch.no_grad():
+        net[0].weight.zero_()
+        net[0].bias.copy_(torch.tensor([-1.0, 1.0, -1.0, -1.0]))  # three of four units never fire
+    logged: dict = {}
+    logger = SimpleNamespace(log_metrics=lambda m, step: logged.update(m))
+    cb = TensorBoardDiagnostics()
+    cb._watch_relus(SimpleNamespace(net=net))  # type: ignore[arg-type]
+    net(torch.randn(8, 3))
+    cb._log_dead_units(SimpleNamespace(loggers=[logger], global_step=0))  # type: ignore[arg-type]
+    assert logged == {"dead_relu/1": pytest.approx(0.75)}
+    assert not net[1]._forward_hooks  # the hooks are gone after the logged step

@@ -19,6 +19,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.callbacks import LearningRateMonitor as _LightningLRMonitor
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.trainer.states import TrainerFn
+from torch import nn
 
 from zoo.errors import ZooError
 
@@ -176,10 +177,12 @@ class TensorBoardDiagnostics(Callback):
     """Why a network trains or not, in TensorBoard.
 
     Every ``every_n_steps`` optimizer steps (the gradients already unscaled, before clipping): the gradient
-    norm of each parameter tensor as ``grad_norm/<name>`` plus ``grad_norm/total`` (to every logger), and
-    ``weights/<name>``, ``grads/<name>`` histograms (TensorBoard only). Once, on the first batch: the model
-    graph. After testing: ``test/confusion_matrix`` and ``test/most_confident_wrong`` (the ``num_wrong``
-    misclassified test images with the highest confidence, titled "predicted (p) / true").
+    norm of each parameter tensor as ``grad_norm/<name>`` plus ``grad_norm/total`` (to every logger),
+    ``weights/<name>``, ``grads/<name>`` histograms (TensorBoard only), and ``dead_relu/<module>``: the
+    fraction of a ReLU's units (channels or features) that output zero for every input of that batch.
+    Once, on the first batch: the model graph. After testing: ``test/confusion_matrix`` and
+    ``test/most_confident_wrong`` (the ``num_wrong`` misclassified test images with the highest confidence,
+    titled "predicted (p) / true").
     Nothing runs on the other steps, so the hot path is untouched.
     """
 
@@ -191,6 +194,7 @@ class TensorBoardDiagnostics(Callback):
         log_graph: bool = True,
         confusion_matrix: bool = True,
         num_wrong: int = 16,
+        dead_units: bool = True,
     ) -> None:
         if every_n_steps < 1:
             raise ZooError(f"diagnostics every_n_steps must be >= 1; got {every_n_steps}")
@@ -200,7 +204,10 @@ class TensorBoardDiagnostics(Callback):
         self.log_graph = log_graph
         self.confusion_matrix = confusion_matrix
         self.num_wrong = int(num_wrong)
+        self.dead_units = dead_units
         self._graph_done = False
+        self._hooks: list[Any] = []
+        self._dead: dict[str, list[torch.Tensor]] = {}
         self._reset_test()
 
     def _reset_test(self) -> None:
@@ -217,6 +224,8 @@ class TensorBoardDiagnostics(Callback):
     # -- training -------------------------------------------------------------------------------------
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
                              batch_idx: int) -> None:
+        if self.dead_units and trainer.global_step % self.every_n_steps == 0 and not self._hooks:
+            self._watch_relus(pl_module)
         if not self.log_graph or self._graph_done:
             return
         self._graph_done = True
@@ -236,9 +245,37 @@ class TensorBoardDiagnostics(Callback):
         finally:
             net.train(was_training)
 
+    def _watch_relus(self, pl_module: pl.LightningModule) -> None:
+        """Forward hooks on every ReLU for this one batch: the fraction of units that are zero for all inputs."""
+        net = getattr(pl_module, "net", pl_module)
+
+        def hook(name: str) -> Any:
+            def record(module: nn.Module, args: Any, out: torch.Tensor) -> None:
+                if isinstance(out, torch.Tensor) and out.ndim >= 2:
+                    alive = out.detach().transpose(0, 1).flatten(1).amax(1) > 0  # per channel / feature
+                    self._dead.setdefault(name, []).append(1.0 - alive.float().mean())
+            return record
+
+        for name, m in net.named_modules():
+            if isinstance(m, (nn.ReLU, nn.ReLU6)):
+                self._hooks.append(m.register_forward_hook(hook(name)))
+
+    def _log_dead_units(self, trainer: pl.Trainer) -> None:
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+        if self._dead:  # a ReLU module used several times (torchvision blocks) reports its mean
+            names = list(self._dead)
+            values = torch.stack([torch.stack(self._dead[n]).mean() for n in names]).cpu().tolist()
+            for logger in trainer.loggers:
+                logger.log_metrics({f"dead_relu/{n}": v for n, v in zip(names, values)}, step=trainer.global_step)
+        self._dead = {}
+
     @torch.no_grad()
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
         step = trainer.global_step
+        if self._hooks:
+            self._log_dead_units(trainer)
         if step % self.every_n_steps:
             return
         named = [(_strip(n), p) for n, p in pl_module.named_parameters() if p.grad is not None]
