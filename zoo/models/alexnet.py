@@ -88,8 +88,13 @@ class AlexNet(nn.Module):
         self.min_size = _min_size(k, s, p)
         if init == "paper":
             self._init_paper()
-        elif init != "torchvision":
-            raise ZooError(f"unknown init {init!r}; valid: torchvision, paper")
+        elif init == "kaiming":  # He et al. 2015: trains from the first steps, whatever the widths
+            for m in self.modules():
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+                    nn.init.zeros_(m.bias)
+        elif init != "torchvision":  # torchvision: PyTorch's default layer init
+            raise ZooError(f"unknown init {init!r}; valid: torchvision, paper, kaiming")
 
     def _init_paper(self) -> None:
         """Weights N(0, 0.01); biases 1 in conv2, conv4, conv5 and the hidden fc layers (so ReLUs start

@@ -11,7 +11,8 @@ paper's Table 1 are vgg11, vgg13, vgg16 and vgg19; ``_bn`` adds batch normalisat
 
 torchvision's keys and init: ``features.<i>`` numbered as its Sequential, ``classifier.0/3/6``.
 ``stem="cifar"``: the 7x7 average pool is global (the 32x32 input leaves 1x1x512), the classifier is
-512-512-512-classes, and the pools round up (ceil mode) so 28x28 inputs reach 1x1 too; same keys.
+512-512-classes (PyTorch's default init there), and the pools round up (ceil mode) so 28x28 inputs reach
+1x1 too; same keys.
 """
 
 from __future__ import annotations
@@ -77,7 +78,9 @@ class VGG(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
+            elif isinstance(m, nn.Linear) and not small:
+                # N(0, 0.01) suits 25088-wide inputs; on the cifar variant's 512-wide layers it would shrink the
+                # signal ~4x per layer, so that one keeps PyTorch's default (uniform +-1/sqrt(fan_in)).
                 nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.zeros_(m.bias)
 
@@ -94,8 +97,9 @@ class VGG(nn.Module):
 
     def reset_classifier(self, num_classes: int) -> None:
         self.classifier[-1] = nn.Linear(self.classifier[-1].in_features, num_classes)
-        nn.init.normal_(self.classifier[-1].weight, 0, 0.01)
-        nn.init.zeros_(self.classifier[-1].bias)
+        if self.stem == "imagenet":
+            nn.init.normal_(self.classifier[-1].weight, 0, 0.01)
+            nn.init.zeros_(self.classifier[-1].bias)
 
 
 _PAPER = "Simonyan, Zisserman, Very Deep Convolutional Networks for Large-Scale Image Recognition"

@@ -11,7 +11,8 @@ size; the rest is AlexNet on one GPU (96/256/384/384/256 filters, 4096-4096 full
 AlexNet-style local response normalisation stands in for it here.
 
 Sizes (paper Fig. 3): 224 -> conv1 110 -> pool 55 -> conv2 26 -> pool 13 -> conv3-5 13 -> pool 6.
-``stem="cifar"``: conv1 3x3 stride 1, conv2 stride 1, global average pooling before the classifier;
+``init="paper"`` (weights N(0, 0.01)) needs the paper's long SGD schedule to get going; ``init="kaiming"``
+starts learning in a few steps. ``stem="cifar"``: conv1 3x3 stride 1, conv2 stride 1, global average pooling before the classifier;
 the keys are the same.
 """
 
@@ -29,7 +30,7 @@ class ZFNet(nn.Module):
     """AlexNet with a 7x7/2 first layer and a stride-2 conv2; ``features``/``classifier`` like torchvision's."""
 
     def __init__(self, num_classes: int = 1000, in_channels: int = 3, hidden: int = 4096, dropout: float = 0.5,
-                 lrn: bool = True, stem: str = "imagenet") -> None:
+                 lrn: bool = True, stem: str = "imagenet", init: str = "paper") -> None:
         super().__init__()
         if stem not in ("imagenet", "cifar"):
             raise ZooError(f"unknown stem {stem!r}; valid: imagenet, cifar")
@@ -66,9 +67,14 @@ class ZFNet(nn.Module):
         )
         # Smallest side whose last 3x3/2 pool still sees a full window (cifar: 9 -> 5 -> 5 -> 3 -> 1).
         self.min_size = 9 if small else 53
-        for m in self.modules():  # the paper: weights 1e-2, biases 0
+        if init not in ("paper", "kaiming"):
+            raise ZooError(f"unknown init {init!r}; valid: paper, kaiming")
+        for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.normal_(m.weight, 0.0, 0.01)
+                if init == "paper":  # "all weights initialized to 1e-2 and biases set to 0" (section 3)
+                    nn.init.normal_(m.weight, 0.0, 0.01)
+                else:  # He et al. 2015: keeps the signal's scale through the 8 layers, so training starts at once
+                    nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
                 nn.init.zeros_(m.bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
