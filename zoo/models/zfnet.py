@@ -12,7 +12,8 @@ AlexNet-style local response normalisation stands in for it here.
 
 Sizes (paper Fig. 3): 224 -> conv1 110 -> pool 55 -> conv2 26 -> pool 13 -> conv3-5 13 -> pool 6.
 ``init="paper"`` (weights N(0, 0.01)) needs the paper's long SGD schedule to get going; ``init="kaiming"``
-starts learning in a few steps. ``stem="cifar"``: conv1 3x3 stride 1, conv2 stride 1, global average pooling before the classifier;
+starts learning in a few steps. ``stem="cifar"``: conv1 3x3 stride 1, conv2 stride 1, global average pooling
+before the classifier;
 the keys are the same.
 """
 
