@@ -50,13 +50,16 @@ def test_small_inputs_and_channels(name: str) -> None:
     Shapes are what is checked, so the models run on the meta device (no init, no arithmetic); the values
     are checked in :func:`test_head_composes_and_model_trains`."""
     kw = small_kwargs(name)
-    for in_channels, side in ((3, 32), (1, 28), (3, 28), (1, 32)):
-        if "input_size" in config(name):  # a fully connected network is built for one input size
-            kw["input_size"] = side
-        with torch.device("meta"):
-            m = zoo.create_model(name, num_classes=10, in_channels=in_channels, **kw).eval()
-            out = m(torch.empty(2, in_channels, side, side))
-        assert type(out) is torch.Tensor and out.shape == (2, 10), f"{name} at {in_channels}x{side}x{side}"
+    fixed_size = "input_size" in config(name)  # a fully connected network is built for one input size
+    for in_channels, sides in ((3, (32, 28)), (1, (28, 32))):
+        for side in sides:
+            if fixed_size or side == sides[0]:
+                with torch.device("meta"):
+                    m = zoo.create_model(name, num_classes=10, in_channels=in_channels, **kw,
+                                         **({"input_size": side} if fixed_size else {})).eval()
+            with torch.device("meta"):
+                out = m(torch.empty(2, in_channels, side, side))
+            assert type(out) is torch.Tensor and out.shape == (2, 10), f"{name} at {in_channels}x{side}x{side}"
 
 
 @pytest.mark.parametrize("name", IMAGE_MODELS)
@@ -148,13 +151,16 @@ def test_list_models_and_model_info() -> None:
 
 @pytest.mark.slow
 def test_every_model_config_runs_one_training_step(tmp_path: Path) -> None:
-    """``python train.py -m model=a,b,... ++trainer.fast_dev_run=true``: one process, one job per model config."""
+    """``python train.py -m model=a,b,... ++trainer.fast_dev_run=true``: one process, one job per model config
+    (one training step and one validation batch each, on the default mnist_tiny data: 1x28x28, so ``stem: auto``
+    picks each model's small-input stem)."""
     import subprocess
 
     names = sorted(p.stem for p in MODEL_CONFIGS.glob("*.yaml") if not p.stem.startswith("_"))
     sweep = tmp_path / "sweep"
     cmd = [sys.executable, "train.py", "-m", f"model={','.join(names)}", "++trainer.fast_dev_run=true",
-           "data.batch_size=4", "data.eval_batch_size=4", f"hydra.sweep.dir={sweep}"]
+           "data.batch_size=2", "data.eval_batch_size=2", "test=false", "trainer.enable_model_summary=false",
+           f"hydra.sweep.dir={sweep}"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     ran = {}
     for job in sweep.iterdir():
