@@ -1,4 +1,5 @@
 """Every model family; importing this package registers them all with :mod:`zoo.registry`."""
+# ruff: noqa: I001 - one line per family, appended as families land
 
 from zoo.models import lenet  # noqa: F401
 from zoo.models import recurrent  # noqa: F401
