@@ -15,6 +15,7 @@ from torch import nn
 import zoo
 from zoo.errors import ZooError
 from zoo.models.lenet import C3_TABLE, scaled_tanh
+from zoo.registry import entry
 
 VGGS = ["vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"]
 
@@ -267,3 +268,18 @@ def test_vgg_init_is_torchvisions() -> None:
 def test_unknown_stem_is_a_user_error(name: str) -> None:
     with pytest.raises(ZooError, match="stem"):
         meta_model(name, stem="tiny")
+
+
+@pytest.mark.parametrize("name", ["alexnet", "alexnet_2012", "zfnet", "nin", "vgg16", "mobilenet_v1"])
+@pytest.mark.parametrize("stem", ["imagenet", "cifar"])
+def test_minimum_size_is_exact_per_stem(name: str, stem: str) -> None:
+    """The declared minimum runs; one pixel less is a ZooError naming it (shapes only, on the meta device)."""
+    m = meta_model(name, num_classes=10, stem=stem).eval()
+    low = m.min_size
+    if stem == "imagenet":
+        assert low == entry(name).min_size
+    with torch.device("meta"):
+        assert m(torch.empty(1, 3, low, low)).shape == (1, 10)
+        if low > 1:
+            with pytest.raises(ZooError, match=f"at least {low}x{low}"):
+                m(torch.empty(1, 3, low - 1, low))
