@@ -129,7 +129,7 @@ def test_parameters_equal_torchvision(name: str) -> None:
     with torch.device("meta"):
         theirs = getattr(torchvision.models, name)()
     assert n_params(meta_model(name)) == n_params(theirs)
-    assert zoo.model_info(name)["torchvision"] == name
+    assert entry(name).torchvision == name
 
 
 def test_published_torchvision_counts() -> None:
