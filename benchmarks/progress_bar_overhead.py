@@ -22,7 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {
     "tqdm (baseline)": ["callbacks.progress_bar._target_=pytorch_lightning.callbacks.TQDMProgressBar",
-                        "~callbacks.progress_bar.leave", "callbacks.model_summary=null", "callbacks.diagnostics=null"],
+                        "callbacks.progress_bar.refresh_rate=20", "~callbacks.progress_bar.leave",
+                        "callbacks.model_summary=null", "callbacks.diagnostics=null"],
     "rich + summary": ["callbacks.diagnostics=null"],
     "rich + summary + diagnostics (default)": [],
 }
