@@ -57,7 +57,10 @@ def loss_config(cfg: DictConfig, dm: Any) -> Any:
 
 def build_task(cfg: DictConfig, dm: Any) -> pl.LightningModule:
     """The LightningModule for ``dm``'s kind of task, built from plain (checkpointable) dictionaries."""
-    return task_class(dm.task)(
+    cls = task_class(dm.task)
+    if cfg.get("l1") and "l1" not in inspect.signature(cls).parameters:
+        raise ZooError(f"l1={cfg.l1}: the L1 penalty is an option of classification tasks, not of {dm.task!r} data")
+    return cls(
         model=_container(cfg.model),
         num_classes=dm.num_classes,
         in_channels=getattr(dm, "in_channels", dm.input_shape[0]),  # sequences: features per step or vocabulary
