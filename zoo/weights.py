@@ -101,6 +101,8 @@ def load_file(path: str | Path) -> dict[str, Any]:
         raise ZooError(f"not a readable checkpoint (corrupt or not a PyTorch file): {p}") from e
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, UnicodeDecodeError) as e:
         raise ZooError(f"not a readable checkpoint (truncated or corrupt): {p} ({_first_line(e)})") from e
+    except Exception as e:  # random bytes reach the legacy unpickler's internals (IndexError, KeyError, ...)
+        raise ZooError(f"not a readable checkpoint (corrupt or not a PyTorch file): {p}") from e
     if not isinstance(obj, dict):
         raise ZooError(f"not a checkpoint or state dict: {p} holds a {type(obj).__name__}")
     return obj
