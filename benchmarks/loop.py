@@ -43,11 +43,14 @@ class MNISTSized(MNISTTiny):
         return out
 
 
+OVERRIDES: list[str] = []  # extra train.py overrides (--override), e.g. callbacks.diagnostics=null
+
+
 def lightning_fit(epochs: int, batch: int, device: str) -> float:
     with tempfile.TemporaryDirectory() as tmp, initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=[
             f"trainer.max_epochs={epochs}", f"data.batch_size={batch}", f"trainer.accelerator={device}",
-            f"paths.output_dir={tmp}",
+            f"paths.output_dir={tmp}", *OVERRIDES,
         ])
         dm = MNISTSized(batch_size=batch, eval_batch_size=cfg.data.eval_batch_size, seed=cfg.seed)
         dm.setup()
@@ -92,8 +95,10 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--train-size", type=int, default=60000)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--override", action="append", default=[], help="a train.py override for the Lightning side")
     args = p.parse_args()
     SIZES["train"] = args.train_size
+    OVERRIDES.extend(args.override)
     times: dict[str, list[float]] = {"lightning": [], "plain": []}
     lightning_fit(1, args.batch, args.device)  # warm-up: imports, allocator, first-call costs
     for r in range(args.rounds):
