@@ -254,6 +254,12 @@ class InMemoryDataModule(pl.LightningDataModule):
             weights=self.sample_weights() if train and self.balanced_sampler else None,
         )
 
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Our batches already sit on the device: skip Lightning's generic walk over the batch."""
+        if isinstance(batch, (tuple, list)) and all(isinstance(t, torch.Tensor) and t.device == device for t in batch):
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def train_dataloader(self) -> TensorBatches:
         return self._batches("train", train=True)
 

@@ -111,12 +111,6 @@ class ClassificationTask(TrainLossLogging):
         super().on_train_epoch_end()
         self.log("train/acc", self.train_acc)  # accumulated over the epoch by the steps' update() calls
 
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        """Batches of the in-memory datamodules already sit on the device: skip Lightning's generic walk."""
-        if isinstance(batch, (tuple, list)) and all(isinstance(t, torch.Tensor) and t.device == device for t in batch):
-            return batch
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
-
     def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
         logits = self(x)
