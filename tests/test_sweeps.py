@@ -288,10 +288,10 @@ def test_nan_guard_watches_every_step_and_reports_the_first_bad_loss() -> None:
     guard.on_train_batch_end(trainer, None, torch.tensor(math.nan), None, 4)  # not a multiple of 3: no check yet
     with pytest.raises(sweeps.TrainingDiverged) as e:
         guard.on_train_batch_end(trainer, None, {"loss": torch.tensor(1.0)}, None, 5)
-    assert str(e.value) == ("training diverged: train/loss became inf by epoch 3, batch 5 (learning rate 0.5); "
+    assert str(e.value) == ("training diverged: train/loss became inf at epoch 3, batch 3 (learning rate 0.5); "
                             "lower optimizer.lr, or clip gradients with trainer.gradient_clip_val")
     guard.on_train_batch_end(trainer, None, {"loss": torch.tensor(math.nan)}, None, 6)
-    with pytest.raises(sweeps.TrainingDiverged, match="became nan by epoch 3, batch 6 "):  # epoch end checks too
+    with pytest.raises(sweeps.TrainingDiverged, match="became nan at epoch 3, batch 6 "):  # epoch end checks too
         guard.on_train_epoch_end(trainer, None)
 
 

@@ -125,52 +125,48 @@ class NaNGuard(pl.Callback):
     """Stop training with a clear error as soon as the training loss is NaN or infinite.
 
     A diverged trial would otherwise train on garbage for all its remaining epochs, and its
-    checkpoint and metrics would look like results. The check accumulates on the device and
-    synchronises every ``check_every_n_steps`` steps and at the end of each epoch, so it does not
-    stall a GPU on every step.
+    checkpoint and metrics would look like results. Each step only keeps its (detached) loss; every
+    ``check_every_n_steps`` steps and at the end of each epoch the kept losses are tested together, in
+    one host-device synchronisation, and the first non-finite one is reported with its epoch, batch and
+    learning rate. So a GPU is not stalled on every step, and a CPU step pays a list append.
     """
 
     def __init__(self, check_every_n_steps: int = 1) -> None:
         if check_every_n_steps < 1:
             raise ZooError(f"NaNGuard.check_every_n_steps must be >= 1; got {check_every_n_steps}")
         self.every = check_every_n_steps
-        self._bad: torch.Tensor | None = None  # any non-finite loss since the last check (on the device)
-        self._value: torch.Tensor | None = None  # the first non-finite loss value
-        self._where: tuple[int, int, float | None] = (0, 0, None)  # epoch, batch and lr of the latest step
+        self._window: list[tuple[torch.Tensor, int, int, float | None]] = []  # (loss, epoch, batch, lr)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._bad = self._value = None
+        self._window = []
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if not isinstance(loss, torch.Tensor):
             return
-        value = loss.detach().float().mean()
-        bad = ~torch.isfinite(value)
-        lrs = [g["lr"] for opt in trainer.optimizers for g in opt.param_groups]
-        self._where = (trainer.current_epoch, batch_idx, lrs[0] if lrs else None)  # before any epoch-end lr step
-        if self._bad is None or self._value is None:
-            self._bad, self._value = bad, value
-        else:
-            self._value = torch.where(bad & ~self._bad, value, self._value)
-            self._bad = self._bad | bad
-        if (batch_idx + 1) % self.every == 0:
+        opts = trainer.optimizers
+        lr = opts[0].param_groups[0]["lr"] if opts and opts[0].param_groups else None  # before any epoch-end step
+        self._window.append((loss.detach(), trainer.current_epoch, batch_idx, lr))
+        if len(self._window) >= self.every:
             self._check()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._check()
 
     def _check(self) -> None:
-        if self._bad is None or not bool(self._bad):  # the one host-device sync of the window
+        if not self._window:
             return
-        value = float(self._value) if self._value is not None else math.nan
-        self._bad = self._value = None
-        epoch, batch_idx, lr_value = self._where
-        where = f"epoch {epoch}, batch {batch_idx}"
+        window, self._window = self._window, []
+        losses = torch.stack([w[0].float().mean() for w in window])
+        finite = torch.isfinite(losses)
+        if bool(finite.all()):  # the one host-device sync of the window
+            return
+        first = int((~finite).nonzero()[0])
+        _, epoch, batch_idx, lr_value = window[first]
         lr = f" (learning rate {lr_value:.3g})" if lr_value is not None else ""
         raise TrainingDiverged(
-            f"training diverged: train/loss became {value} by {where}{lr}; "
+            f"training diverged: train/loss became {float(losses[first])} at epoch {epoch}, batch {batch_idx}{lr}; "
             "lower optimizer.lr, or clip gradients with trainer.gradient_clip_val"
         )
 
