@@ -120,16 +120,28 @@ class TensorBatches:
 
 @contextmanager
 def _seeded(seed: int, device: torch.device, enabled: bool = True) -> Iterator[None]:
-    """Run a block with the CPU (and this CUDA device's) RNG seeded, restoring the outer state after it."""
+    """Run a block with the CPU (and this CUDA device's) RNG seeded, restoring the outer state after it.
+
+    What ``torch.random.fork_rng`` does, without its accelerator lookup: with a CUDA build of torch on a
+    machine without a GPU, under Lightning (which sets ``PYTORCH_NVML_BASED_CUDA_CHECK=1``), that lookup
+    loads the NVIDIA driver library and fails, about 40 us on every batch.
+    """
     if not enabled:
         yield
         return
     cuda = device.type == "cuda"
-    with torch.random.fork_rng(devices=[device.index or 0] if cuda else [], device_type="cuda"):
+    index = device.index if device.index is not None else torch.cuda.current_device() if cuda else 0
+    cpu_state = torch.get_rng_state()
+    cuda_state = torch.cuda.get_rng_state(index) if cuda else None
+    try:
         torch.random.default_generator.manual_seed(seed)
         if cuda:
-            torch.cuda.default_generators[device.index or 0].manual_seed(seed)
+            torch.cuda.default_generators[index].manual_seed(seed)
         yield
+    finally:
+        torch.set_rng_state(cpu_state)
+        if cuda_state is not None:
+            torch.cuda.set_rng_state(cuda_state, index)
 
 
 class InMemoryDataModule(pl.LightningDataModule):
