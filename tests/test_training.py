@@ -195,3 +195,43 @@ def test_demo_recipes_compose(name: str) -> None:
     if name in ("mlp_sigmoid_vs_relu", "mlp_batch_norm"):  # one variable changes between the two runs
         assert (cfg.model.depth, cfg.model.activation, cfg.init.scheme) == (10, "sigmoid", "kaiming_normal")
         assert cfg.model.batch_norm == (name == "mlp_batch_norm")
+
+
+# -- what the task logs per epoch, and the progress bar's cadence ---------------------------------------------
+
+
+def test_train_epoch_loss_and_accuracy_equal_a_hand_computation(tmp_path: Path) -> None:
+    """train/loss_epoch is the sample-weighted mean loss of the epoch's batches and train/acc their accuracy
+    (lr 0, so the network is the same for every batch and the hand computation can rerun it)."""
+    from zoo.tasks import ClassificationTask
+
+    torch.manual_seed(0)
+    task = ClassificationTask(model={"name": "mlp", "depth": 1, "width": 8, "input_size": 4}, num_classes=3,
+                              in_channels=1, optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.0})
+    x, y = torch.randn(20, 1, 4, 4), torch.randint(0, 3, (20,))
+    loader = DataLoader(TensorDataset(x, y), batch_size=8)  # batches of 8, 8 and 4: the weighting matters
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         enable_checkpointing=False, accelerator="cpu", log_every_n_steps=1)
+    trainer.fit(task, train_dataloaders=loader)
+    with torch.no_grad():
+        logits = task.net(x)
+    losses = [nn.functional.cross_entropy(logits[i : i + 8], y[i : i + 8]) for i in range(0, 20, 8)]
+    expected_loss = sum(loss * len(y[i : i + 8]) for loss, i in zip(losses, range(0, 20, 8))) / 20
+    torch.testing.assert_close(trainer.callback_metrics["train/loss_epoch"], expected_loss)
+    torch.testing.assert_close(trainer.callback_metrics["train/acc"], (logits.argmax(1) == y).float().mean())
+    assert not task.train_stats.update_called  # reset for the next epoch
+
+
+def test_rich_progress_bar_updates_at_most_refresh_rate_times_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    from zoo import callbacks
+
+    clock = [100.0]
+    monkeypatch.setattr(callbacks.time, "monotonic", lambda: clock[0])
+    bar = callbacks.RichProgressBar(refresh_rate=8)
+    due = []
+    for batch in range(1, 31):  # 30 batches, 1/32 s apart (exact in binary)
+        due.append(bar._due(batch, 30))
+        clock[0] += 1 / 32
+    # the first batch, then one every 1/8 s (every 4th batch), and the last so the bar ends full
+    assert [b for b, d in zip(range(1, 31), due) if d] == [1, 5, 9, 13, 17, 21, 25, 29, 30]
+    assert not callbacks.RichProgressBar(refresh_rate=0)._due(1, 1)  # a disabled bar never updates
