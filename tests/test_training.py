@@ -235,3 +235,13 @@ def test_rich_progress_bar_updates_at_most_refresh_rate_times_a_second(monkeypat
     # the first batch, then one every 1/8 s (every 4th batch), and the last so the bar ends full
     assert [b for b, d in zip(range(1, 31), due) if d] == [1, 5, 9, 13, 17, 21, 25, 29, 30]
     assert not callbacks.RichProgressBar(refresh_rate=0)._due(1, 1)  # a disabled bar never updates
+
+
+def test_model_checkpoint_state_key_is_lightnings() -> None:
+    """Checkpoints name the callback's state by this key: ours must be Lightning's, or resuming loses it."""
+    from zoo.callbacks import ModelCheckpoint
+
+    kw = dict(monitor="val/acc", mode="max", every_n_epochs=1)
+    ours = ModelCheckpoint(**kw)
+    assert ours.state_key == pl.callbacks.ModelCheckpoint(**kw).state_key == ours.state_key
+    assert ours.state_key != ModelCheckpoint(monitor=None).state_key

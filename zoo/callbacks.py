@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.callbacks import LearningRateMonitor as _LightningLRMonitor
+from pytorch_lightning.callbacks import ModelCheckpoint as _LightningModelCheckpoint
 from pytorch_lightning.callbacks import RichProgressBar as _LightningRichProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.trainer.states import TrainerFn
@@ -54,6 +55,23 @@ class LearningRateMonitor(_LightningLRMonitor):
             else:
                 out[key] = value
         return out
+
+
+class ModelCheckpoint(_LightningModelCheckpoint):
+    """Lightning's ModelCheckpoint, with its ``state_key`` computed once.
+
+    Lightning names every callback hook call by the callback's ``state_key`` (six per training step);
+    ModelCheckpoint's is the ``repr`` of a dict of five settings, rebuilt at every call. The settings it
+    is built from do not change after construction, so the key (and the checkpoints' ``callbacks`` entry
+    it names) is exactly Lightning's.
+    """
+
+    @property
+    def state_key(self) -> str:
+        key = self.__dict__.get("_zoo_state_key")
+        if key is None:
+            key = self.__dict__["_zoo_state_key"] = super().state_key
+        return key
 
 
 class RichProgressBar(_LightningRichProgressBar):
