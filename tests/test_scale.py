@@ -27,6 +27,32 @@ def test_trainer_configs_compose(name: str) -> None:
         assert cfg.trainer.devices == 2 and cfg.trainer.accelerator == "cpu" and cfg.trainer.strategy == "ddp"
 
 
+def test_fsdp_config_builds_lightnings_fsdp_strategy() -> None:
+    """Its keys are real FSDPStrategy arguments (a typo fails here, not on the first GPU machine)."""
+    from hydra.utils import instantiate
+    from pytorch_lightning.strategies import FSDPStrategy
+    from torch.distributed.fsdp import ShardingStrategy
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["trainer=fsdp"])
+    strategy = instantiate(cfg.trainer.strategy)
+    assert isinstance(strategy, FSDPStrategy)
+    assert strategy.sharding_strategy == ShardingStrategy.FULL_SHARD and strategy._state_dict_type == "full"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks what a machine without a GPU says")
+@pytest.mark.parametrize(("args", "expected"), [
+    (["trainer=gpu"], "No supported gpu backend found!; no CUDA GPU is visible here: trainer=cpu and trainer=ddp_cpu"),
+    (["trainer=fsdp", "trainer.accelerator=cpu", "trainer.devices=2"], "strategy `fsdp` requires a GPU accelerator"),
+])
+def test_gpu_trainer_without_a_gpu_is_one_line(args: list[str], expected: str, tmp_path: Path) -> None:
+    proc = run_script("train.py", *args, f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: the trainer settings do not work here: "), proc.stderr
+    assert expected in lines[0]
+
+
 @pytest.mark.slow
 def test_ddp_cpu_two_processes_one_run_directory(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"

@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from zoo.errors import ZooError
@@ -85,7 +86,26 @@ def build_trainer(cfg: DictConfig, **extra: Any) -> pl.Trainer:
     callbacks.append(ResumeState(str(output_dir(cfg))))  # RNG states etc., so a resume is exact
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c and "_target_" in c]
     extra.setdefault("plugins", [SafeCheckpointIO()])  # every Lightning load is weights-only, saves are atomic
-    return instantiate(trainer_config(cfg), callbacks=callbacks, logger=loggers or False, **extra)
+    try:
+        return instantiate(trainer_config(cfg), callbacks=callbacks, logger=loggers or False, **extra)
+    except Exception as e:  # Lightning refuses the settings (no GPU for trainer=gpu, fsdp on a CPU, ...)
+        cause = _root_cause(e)
+        if not isinstance(cause, (MisconfigurationException, ValueError)):
+            raise
+        hint = ""
+        if not torch.cuda.is_available() and cfg.trainer.get("accelerator") in ("gpu", "cuda"):
+            hint = "; no CUDA GPU is visible here: trainer=cpu and trainer=ddp_cpu run on CPUs"
+        message = " ".join(str(cause).split())  # one line
+        raise ZooError(f"the trainer settings do not work here: {message}{hint}") from e
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception behind ``exc`` (Hydra's instantiate wraps what the target raised)."""
+    seen = 0
+    while (exc.__cause__ or exc.__context__) is not None and seen < 10:
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return exc
 
 
 def _numbers(metrics: dict[str, Any], prefixes: tuple[str, ...]) -> dict[str, float]:
