@@ -60,12 +60,14 @@ class TrainEpochStats(Metric):
         return self.loss_sum / count, self.correct.float() / count
 
 
-class TrainLossLogging(pl.LightningModule):
-    """``train/loss_step`` every ``log_every_n_steps`` steps and the epoch means ``train/loss_epoch`` (and, with
-    ``count_correct``, ``train/acc``).
+class Task(pl.LightningModule):
+    """What every task shares: ``forward`` through ``self.net``, validation and test through the subclass's
+    ``_eval_step(batch, stage)``, the optimizer and schedule from zoo.optim, and the training loss.
 
-    ``self.log`` costs about a millisecond of Python per call, as much as a whole LeNet-5 step on a CPU,
-    so the epoch means are accumulated on the device by :class:`TrainEpochStats` and logged once per epoch.
+    Training loss: ``train/loss_step`` every ``log_every_n_steps`` steps and the epoch means
+    ``train/loss_epoch`` (and, with ``count_correct``, ``train/acc``). ``self.log`` costs about a
+    millisecond of Python per call, as much as a whole LeNet-5 step on a CPU, so the epoch means are
+    accumulated on the device by :class:`TrainEpochStats` and logged once per epoch.
     """
 
     # Lightning sets these on the module around every hook call, about 40 times a training step.
@@ -100,8 +102,23 @@ class TrainLossLogging(pl.LightningModule):
         if self.count_correct:
             self.log("train/acc", acc, sync_dist=True)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
 
-class ClassificationTask(TrainLossLogging):
+    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor | None:
+        raise NotImplementedError
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        return self._eval_step(batch, "test")  # what it returns reaches callbacks (the classifier's logits)
+
+    # zoo.optim builds the optimizer (weight decay on weights only) and the schedule (+ warmup) for every task.
+    configure_optimizers = configure_optimizers
+
+
+class ClassificationTask(Task):
     """Image (or sequence) classification: cross-entropy, top-1 and top-5 accuracy.
 
     Arguments are plain dictionaries (Hydra configs converted to containers):
@@ -137,9 +154,6 @@ class ClassificationTask(TrainLossLogging):
 
     count_correct = True
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch  # y: class indices (N,), or soft targets (N, num_classes) from mixup/cutmix
         out = self(x)
@@ -167,21 +181,13 @@ class ClassificationTask(TrainLossLogging):
         self.log(f"{stage}/acc_top5", acc5, on_epoch=True)
         return logits
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "val")
-
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._eval_step(batch, "test")  # the logits reach callbacks (confusion matrix, worst images)
-
-    # zoo.optim builds the optimizer (weight decay on weights only) and the schedule (+ warmup) for every task.
-    configure_optimizers = configure_optimizers
 
 
 def _is_classification_loss(loss: dict[str, Any] | None) -> bool:
     return bool(loss) and str(loss.get("_target_", "")).endswith(("CrossEntropyLoss", "NLLLoss"))
 
 
-class SequenceRegressionTask(TrainLossLogging):
+class SequenceRegressionTask(Task):
     """Regression (the adding problem): a loss from ``configs/loss`` (MSE, L1, smooth L1), metric ``val/mse``.
 
     The default ``loss: cross_entropy`` of ``train.yaml`` means "the task's usual loss" here, so it becomes
@@ -206,9 +212,6 @@ class SequenceRegressionTask(TrainLossLogging):
         self.criterion = nn.MSELoss() if not loss or _is_classification_loss(loss) else instantiate(loss)
         self.baseline_mse = (data or {}).get("facts", {}).get("baseline_mse")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
     def _predict(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         out = self(x)  # N x outputs
         return out.squeeze(-1) if out.shape[-1] == 1 and y.dim() == 1 else out
@@ -229,20 +232,12 @@ class SequenceRegressionTask(TrainLossLogging):
         if self.baseline_mse is not None:
             self.log(f"{stage}/baseline_mse", float(self.baseline_mse), on_epoch=True, batch_size=n)
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "val")
-
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "test")
-
-    configure_optimizers = ClassificationTask.configure_optimizers
-
 
 def _detach(state: Any) -> Any:
     return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
 
 
-class LanguageModelTask(TrainLossLogging):
+class LanguageModelTask(Task):
     """Next-token prediction (``char_text``): cross-entropy per token, perplexity ``val/ppl`` = exp(loss).
 
     Truncated backpropagation through time: with ``bptt`` in the data config shorter than a window, the
@@ -298,12 +293,6 @@ class LanguageModelTask(TrainLossLogging):
         nll.update(loss, weight=y.numel())
         self.log(f"{stage}/loss", loss, on_epoch=True, batch_size=len(y), prog_bar=stage == "val")
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "val")
-
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "test")
-
     def _log_perplexity(self, stage: str) -> None:
         nll = self.val_nll if stage == "val" else self.test_nll
         mean = nll.compute()
@@ -316,8 +305,6 @@ class LanguageModelTask(TrainLossLogging):
 
     def on_test_epoch_end(self) -> None:
         self._log_perplexity("test")
-
-    configure_optimizers = ClassificationTask.configure_optimizers
 
     @torch.no_grad()
     def sample(
