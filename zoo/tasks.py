@@ -50,7 +50,7 @@ class TrainEpochStats(Metric):
         self.add_state("count", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, loss: torch.Tensor, n: int, correct: torch.Tensor | None = None) -> None:
-        self.loss_sum += loss.detach() * n
+        self.loss_sum += loss.detach().float() * n  # a bf16 loss times n would round to 3 digits
         self.count += n
         if correct is not None:
             self.correct += correct
