@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, causes
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 _GROUP_OVERRIDE = re.compile(r"^[+~]?([A-Za-z_][\w/]*)=(.*)$")
@@ -23,13 +23,7 @@ _GROUP_OVERRIDE = re.compile(r"^[+~]?([A-Za-z_][\w/]*)=(.*)$")
 
 def _as_user_error(exc: BaseException) -> ZooError | None:
     """The ZooError behind ``exc``, also when Hydra's instantiate wrapped it."""
-    seen = 0
-    while exc is not None and seen < 10:
-        if isinstance(exc, ZooError):
-            return exc
-        exc = exc.__cause__ or exc.__context__
-        seen += 1
-    return None
+    return next((e for e in causes(exc) if isinstance(e, ZooError)), None)
 
 
 def fail(message: str, code: int = 2) -> None:

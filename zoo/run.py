@@ -21,7 +21,7 @@ from hydra.utils import instantiate
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, causes
 from zoo.init import init_weights
 from zoo.resume import ResumeState, SafeCheckpointIO
 from zoo.tasks import task_class
@@ -89,7 +89,7 @@ def build_trainer(cfg: DictConfig, **extra: Any) -> pl.Trainer:
     try:
         return instantiate(trainer_config(cfg), callbacks=callbacks, logger=loggers or False, **extra)
     except Exception as e:  # Lightning refuses the settings (no GPU for trainer=gpu, fsdp on a CPU, ...)
-        cause = _root_cause(e)
+        *_, cause = causes(e)  # the innermost: what Lightning raised
         if not isinstance(cause, (MisconfigurationException, ValueError)):
             raise
         hint = ""
@@ -98,14 +98,6 @@ def build_trainer(cfg: DictConfig, **extra: Any) -> pl.Trainer:
         message = " ".join(str(cause).split())  # one line
         raise ZooError(f"the trainer settings do not work here: {message}{hint}") from e
 
-
-def _root_cause(exc: BaseException) -> BaseException:
-    """The innermost exception behind ``exc`` (Hydra's instantiate wraps what the target raised)."""
-    seen = 0
-    while (exc.__cause__ or exc.__context__) is not None and seen < 10:
-        exc = exc.__cause__ or exc.__context__
-        seen += 1
-    return exc
 
 
 def _numbers(metrics: dict[str, Any], prefixes: tuple[str, ...]) -> dict[str, float]:
