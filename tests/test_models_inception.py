@@ -21,7 +21,7 @@ from torch.nn import functional as F
 import zoo
 from zoo.errors import ZooError
 from zoo.models import googlenet as G
-from zoo.models import inception as I
+from zoo.models.inception_resnet_v2 import InceptionResNetV2A
 from zoo.models.layers import AuxLogits
 from zoo.registry import build_network, entry
 from zoo.tasks import ClassificationTask
@@ -263,9 +263,7 @@ def test_cifar_stem_keeps_keys_and_runs_mnist_and_cifar_sizes(name):
 @pytest.mark.parametrize("stem", ["imagenet", "cifar"])
 def test_too_small_input_names_the_minimum(name, stem):
     m = on_meta(zoo.create_model, name, num_classes=10, stem=stem).eval()
-    lo = m.min_size
-    if stem == "imagenet":  # what the registry (and zoo.model_info) reports
-        assert lo == entry(name).min_size
+    lo = entry(name).min_size_for(stem)  # the one declaration, in register_model
     with torch.no_grad():
         assert m(torch.empty(1, 3, lo, lo, device="meta")).shape == (1, 10)
         if lo > 1:
@@ -336,7 +334,7 @@ def test_truncated_normal_init():
 def test_inception_resnet_scaled_residuals():
     """Each Inception-ResNet block adds scale * branch to the identity (Figure 20's 0.1-0.3 scaling)."""
     torch.manual_seed(0)
-    block = I.Block35(scale=0.17).eval()
+    block = InceptionResNetV2A(scale=0.17).eval()
     x = torch.randn(1, 320, 5, 5)
     with torch.no_grad():
         branch = block.conv2d(torch.cat([block.branch0(x), block.branch1(x), block.branch2(x)], 1))
@@ -344,7 +342,7 @@ def test_inception_resnet_scaled_residuals():
     m = on_meta(zoo.create_model, "inception_resnet_v2")
     assert [len(m.repeat), len(m.repeat_1), len(m.repeat_2) + 1] == [10, 20, 10]
     assert {b.scale for b in m.repeat} == {0.17} and {b.scale for b in m.repeat_1} == {0.10}
-    assert m.block8.relu is None
+    assert m.block8.relu is None and m.block8.scale == 1.0  # TF-slim, Cadene and timm: the last one unscaled
 
 
 # ------------------------------------------------------------------------------------------------ registry, configs

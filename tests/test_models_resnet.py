@@ -221,7 +221,7 @@ def test_too_small_input_raises_before_any_conv(stem: str, minimum: int) -> None
     m = zoo.create_model("resnet18", num_classes=10, stem=stem).eval()
     calls = []
     m.conv1.register_forward_pre_hook(lambda *a: calls.append(1))
-    with pytest.raises(ZooError, match=f"at least {minimum}x{minimum}; got {minimum - 1}x{minimum - 1}"):
+    with pytest.raises(ZooError, match=f"at least {minimum}x{minimum} pixels; got {minimum - 1}x{minimum - 1}"):
         m(torch.randn(1, 3, minimum - 1, minimum - 1))
     assert calls == []
     m(torch.randn(1, 3, minimum, minimum))  # the minimum itself works

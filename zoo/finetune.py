@@ -1,8 +1,8 @@
 """Fine-tuning: start from pretrained weights, swap the classifier for new classes, freeze or slow the backbone.
 
-Which parameters are "the classifier" is found without a per-model list: the network is built twice on the
-meta device (no memory, no init), with ``num_classes`` and ``num_classes + 1``; the keys whose shapes differ
-are exactly the ones ``reset_classifier`` would replace.
+Which parameters are "the classifier" is found without a per-model list, the one way zoo has:
+``zoo.optim.classifier_parameter_names`` (the parameters ``reset_classifier`` replaces), on the network built
+once on the meta device (no memory, no init).
 """
 
 from __future__ import annotations
@@ -14,18 +14,18 @@ import torch
 from torch import nn
 
 from zoo.errors import ZooError
-from zoo.weights import STATE_DICT_CONVERTERS, load_file, mismatch_message, state_dict_of
+from zoo.weights import convert_state_dict, load_file, mismatch_message, state_dict_of
 
 
 def classifier_keys(model_cfg: dict[str, Any], num_classes: int, in_channels: int,
                     image_size: int | None = None) -> set[str]:
-    """State-dict keys whose shape depends on the number of classes (the output layer)."""
+    """State-dict keys of the classifier: those ``reset_classifier`` replaces (the output layers)."""
+    from zoo.optim import classifier_parameter_names
     from zoo.registry import build_network
 
     with torch.device("meta"):
-        a = build_network(model_cfg, num_classes, in_channels, image_size).state_dict()
-        b = build_network(model_cfg, num_classes + 1, in_channels, image_size).state_dict()
-    return {k for k in a if k in b and a[k].shape != b[k].shape}
+        net = build_network(model_cfg, num_classes, in_channels, image_size)
+    return classifier_parameter_names(net)
 
 
 def task_classifier_keys(task: nn.Module) -> set[str]:
@@ -42,12 +42,7 @@ def load_pretrained_into(net: nn.Module, path: str | Path, model_name: str, head
     an RGB first convolution is summed over its input channels for grayscale data (timm does the same);
     any other mismatch raises one line naming missing/unexpected keys and the model the file looks like.
     """
-    from zoo.registry import entry
-
-    weights = state_dict_of(load_file(path))
-    converter = STATE_DICT_CONVERTERS.get(entry(model_name).family)
-    if converter is not None:
-        weights = converter(weights)
+    weights = convert_state_dict(model_name, state_dict_of(load_file(path)))
     own = net.state_dict()
     note = None
     replaced = [k for k in head if k in weights and k in own and weights[k].shape != own[k].shape]

@@ -12,8 +12,9 @@ shift 0):
 - ``orthogonal`` — Saxe et al. 2014: rows (or columns) orthonormal, norms preserved exactly in a linear net.
 - ``trunc_normal`` — N(0, std^2) cut at +-2 std (ViT/timm's choice).
 
-``zero_init_residual`` (Goyal et al. 2017, "Accurate, Large Minibatch SGD") sets the scale of the last
-BatchNorm of every residual branch to zero, so each block starts as the identity.
+``zero_init_residual`` (Goyal et al. 2017, "Accurate, Large Minibatch SGD") starts every residual branch at
+zero (the scale of its last BatchNorm; in a pre-activation block, its last convolution), so each block starts
+as the identity. ``ResNet(zero_init_residual=True)`` applies the same rule, :func:`zero_init_last`.
 """
 
 from __future__ import annotations
@@ -52,26 +53,37 @@ def _init_weight(w: torch.Tensor, scheme: str, cfg: dict[str, Any]) -> None:
         nn.init.trunc_normal_(w, mean=0.0, std=std, a=-2 * std, b=2 * std)
 
 
+def zero_init_last(block: nn.Module) -> bool:
+    """The one zero-init-residual rule: make a residual branch start at zero, so the block is the identity.
+
+    The branch is the block's children other than ``downsample``. If a normalisation follows its last
+    convolution (post-activation blocks: ResNet's ``bn2``/``bn3``), that norm's scale becomes zero, as in
+    torchvision; otherwise (pre-activation blocks end in a convolution) the last convolution's weight does, as
+    timm's ``PreActBottleneck.zero_init_last``. Returns whether anything was zeroed.
+    """
+    children = [c for name, c in block.named_children() if name != "downsample"]
+    last_norm = max((i for i, c in enumerate(children) if isinstance(c, _NORMS) and getattr(c, "weight", None)
+                     is not None), default=-1)
+    last_conv = max((i for i, c in enumerate(children) if isinstance(c, nn.modules.conv._ConvNd)), default=-1)
+    if last_conv < 0:
+        return False
+    with torch.no_grad():
+        nn.init.zeros_(children[last_norm].weight if last_norm > last_conv else children[last_conv].weight)
+    return True
+
+
 def zero_init_residual(net: nn.Module) -> int:
-    """Zero the scale of the last BatchNorm in each residual branch; return how many were zeroed.
+    """Start every residual branch of ``net`` at zero (:func:`zero_init_last`); return how many blocks.
 
     A residual block is a module with a ``downsample`` attribute (torchvision's convention) or a
-    ``zero_init_last()`` method (timm's). Pre-activation blocks end in a convolution, not a BatchNorm,
-    and are left alone: a zero scale there would stop the gradient at the following ReLU.
+    ``zero_init_last()`` method (timm's, which then decides itself).
     """
     n = 0
     for m in net.modules():
         if hasattr(m, "zero_init_last") and callable(m.zero_init_last):
             m.zero_init_last()
             n += 1
-            continue
-        if not hasattr(m, "downsample"):
-            continue
-        children = [c for name, c in m.named_children() if name != "downsample"]
-        last_bn = max((i for i, c in enumerate(children) if isinstance(c, nn.modules.batchnorm._BatchNorm)), default=-1)
-        last_conv = max((i for i, c in enumerate(children) if isinstance(c, nn.modules.conv._ConvNd)), default=-1)
-        if last_bn > last_conv >= 0 and children[last_bn].weight is not None:
-            nn.init.zeros_(children[last_bn].weight)
+        elif hasattr(m, "downsample") and zero_init_last(m):
             n += 1
     return n
 
@@ -100,7 +112,7 @@ def init_weights(net: nn.Module, cfg: dict[str, Any] | str | None) -> nn.Module:
                     nn.init.zeros_(p)
     if cfg.get("zero_init_residual"):
         if zero_init_residual(net) == 0:
-            raise ZooError(f"init.zero_init_residual: {type(net).__name__} has no residual block ending in a BatchNorm")
+            raise ZooError(f"init.zero_init_residual: {type(net).__name__} has no residual block")
     return net
 
 

@@ -40,13 +40,19 @@ def classifier_parameter_names(model: nn.Module) -> set[str]:
 
     Every zoo model has ``reset_classifier(n)``; calling it on two copies with different class counts and
     seeing which parameters differ in shape names the head without a per-family list of attribute names.
+    The copies are shells on the meta device (every tensor replaced by a meta tensor of its shape), so no
+    weight is copied. The one way zoo finds a classifier: fine-tuning (``zoo.finetune``) uses it too.
     """
     if not hasattr(model, "reset_classifier"):
         raise ZooError(f"{type(model).__name__} has no reset_classifier(); backbone_lr_scale needs one")
     shapes = []
     for n in (3, 5):
-        probe = copy.deepcopy(model)
-        probe.reset_classifier(n)
+        memo: dict[int, Any] = {id(p): nn.Parameter(torch.empty_like(p, device="meta"), p.requires_grad)
+                                for p in model.parameters()}
+        memo.update({id(b): torch.empty_like(b, device="meta") for b in model.buffers()})
+        probe = copy.deepcopy(model, memo)
+        with torch.device("meta"):
+            probe.reset_classifier(n)
         shapes.append({name: p.shape for name, p in probe.named_parameters()})
     changed = {name for name, shape in shapes[0].items() if shapes[1].get(name) != shape}
     if not changed:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,16 +29,30 @@ class UnknownModelError(ZooError, KeyError):
 
 @dataclass(frozen=True)
 class ModelEntry:
+    """What zoo knows about one registered network, declared once in its ``@register_model``."""
+
     name: str
     builder: Callable[..., nn.Module]
     family: str
     paper: str
     year: int
     input_size: tuple[int, ...]  # (C, H, W) for images, (T, features) for sequences
-    min_size: int | None  # smallest H = W the default (ImageNet) stem accepts
+    min_sizes: dict[str, int]  # stem -> smallest H = W it accepts; {} for a network of any (or one fixed) size
     torchvision: str | None  # name of the torchvision builder with the same state_dict keys
     kind: str  # "image" or "sequence"
     defaults: dict[str, Any] = field(default_factory=dict)
+    default_stem: str = "imagenet"  # the builder's default ``stem`` (ResNeXt-29 and the CIFAR nets: "cifar")
+    # Renames old published key names to the current ones (DenseNet's ``norm.1`` -> ``norm1``, BN counters);
+    # zoo.load_pretrained and fine-tuning apply it to a bare state dict before loading.
+    state_dict_converter: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+    @property
+    def min_size(self) -> int | None:
+        """The smallest H = W the default stem accepts (None: no minimum declared)."""
+        return self.min_size_for(self.default_stem)
+
+    def min_size_for(self, stem: str | None) -> int | None:
+        return self.min_sizes.get(stem or self.default_stem)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -52,18 +68,38 @@ def register_model(
     paper: str,
     year: int,
     input_size: tuple[int, ...] = (3, 224, 224),
-    min_size: int | None = None,
+    min_size: int | dict[str, int] | None = None,
     torchvision: str | None = None,
     kind: str = "image",
+    state_dict_converter: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Register a builder ``fn(num_classes=..., in_channels=..., **kwargs) -> nn.Module``."""
+    """Register a builder ``fn(num_classes=..., in_channels=..., **kwargs) -> nn.Module``.
+
+    ``min_size`` is the one declaration of the smallest input side: an int, or one per stem
+    (``{"imagenet": 32, "cifar": 8}``). The built network gets it as ``min_size`` for the stem it was built
+    with, and its forward's :func:`zoo.models.layers.check_input_size` reads that.
+    """
 
     def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         key = name or fn.__name__
         if key in _REGISTRY:
             raise ValueError(f"model {key!r} is registered twice")
-        _REGISTRY[key] = ModelEntry(key, fn, family, paper, year, tuple(input_size), min_size, torchvision, kind)
-        return fn
+        stem_param = inspect.signature(fn).parameters.get("stem")
+        default_stem = stem_param.default if stem_param is not None and isinstance(stem_param.default, str) \
+            else "imagenet"
+        sizes = {} if min_size is None else dict(min_size) if isinstance(min_size, dict) else {default_stem: min_size}
+
+        @functools.wraps(fn)
+        def build(*args: Any, **kwargs: Any) -> nn.Module:
+            model = fn(*args, **kwargs)
+            size = _REGISTRY[key].min_size_for(kwargs.get("stem"))
+            if size is not None:
+                model.min_size = size
+            return model
+
+        _REGISTRY[key] = ModelEntry(key, build, family, paper, year, tuple(input_size), sizes, torchvision, kind,
+                                    default_stem=default_stem, state_dict_converter=state_dict_converter)
+        return build
 
     return wrap
 

@@ -14,7 +14,6 @@ import os
 import pickle
 import tempfile
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +21,9 @@ import torch
 from torch import nn
 
 from zoo.errors import ZooError
+from zoo.registry import build_network, create_model, entry, list_models
 
 StateDict = dict[str, torch.Tensor]
-
-# Per-family converters of old published key names to the current ones (e.g. DenseNet's ``norm.1`` ->
-# ``norm1``); load_pretrained applies the one of the model's family to a bare state dict before loading.
-STATE_DICT_CONVERTERS: dict[str, Callable[[StateDict], StateDict]] = {}
 
 
 def _first_line(e: BaseException) -> str:
@@ -152,8 +148,6 @@ def atomic_save(obj: Any, path: str | Path) -> None:
 
 def _meta_state_shapes(name: str, **kwargs: Any) -> dict[str, tuple[int, ...]] | None:
     """Key -> shape of a registered model built on the meta device (no memory, no init cost)."""
-    from zoo.registry import create_model
-
     try:
         with torch.device("meta"):
             model = create_model(name, **kwargs)
@@ -169,8 +163,6 @@ def guess_model(weights: StateDict, candidates: list[str] | None = None,
     Names are compared, then shapes break ties, so a ResNet-18 file is told from a ResNet-34 one;
     ``prefer`` wins exact ties (an LSTM file is not "an RNN file" because the keys are the same).
     """
-    from zoo.registry import entry, list_models
-
     keys = {k for k in weights if not k.endswith("num_batches_tracked")}
 
     def rank(names: list[str]) -> list[tuple[float, float, str]]:
@@ -196,6 +188,13 @@ def guess_model(weights: StateDict, candidates: list[str] | None = None,
         candidates = [n for f in close for n in families.get(f, [])]
     ranked = rank(candidates)
     return (ranked[0][2], ranked[0][0]) if ranked and ranked[0][0] > 0 else None
+
+
+def convert_state_dict(name: str, weights: StateDict) -> StateDict:
+    """A bare state dict with the current key names of ``name``: its registry entry's
+    ``state_dict_converter`` (old published names, missing BN counters), if it declares one."""
+    converter = entry(name).state_dict_converter
+    return converter(weights) if converter is not None else weights
 
 
 def _summarise(keys: list[str], n: int = 6) -> str:
@@ -292,8 +291,6 @@ def load_pretrained(
     With ``strict=True`` a mismatch raises one line listing missing and unexpected keys and naming the
     registered model the file looks like.
     """
-    from zoo.registry import build_network, create_model, entry
-
     sd = path_or_state_dict if isinstance(path_or_state_dict, dict) else load_file(path_or_state_dict)
     meta = None if isinstance(path_or_state_dict, dict) or name else _zoo_safetensors_meta(path_or_state_dict)
     if meta is not None:  # written by zoo.export: the metadata says what to build
@@ -311,9 +308,7 @@ def load_pretrained(
             guess = guess_model(weights)
             hint = f" (it looks like {guess[0]!r})" if guess else ""
             raise ZooError(f"a bare state dict does not say its architecture: pass name=, e.g. name='resnet18'{hint}")
-        converter = STATE_DICT_CONVERTERS.get(entry(name).family)
-        if converter is not None:
-            weights = converter(weights)
+        weights = convert_state_dict(name, weights)
         model = create_model(name, **{**_infer_sizes(name, weights, kwargs), **kwargs})
         model_name = name
     if strict:

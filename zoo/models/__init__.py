@@ -4,7 +4,10 @@
 from zoo.models import lenet  # noqa: F401
 from zoo.models import recurrent  # noqa: F401
 from zoo.models import googlenet  # noqa: F401
-from zoo.models import inception  # noqa: F401
+from zoo.models import inception_v2  # noqa: F401
+from zoo.models import inception_v3  # noqa: F401
+from zoo.models import inception_v4  # noqa: F401
+from zoo.models import inception_resnet_v2  # noqa: F401
 from zoo.models import resnet  # noqa: F401
 from zoo.models import densenet  # noqa: F401
 from zoo.models import alexnet  # noqa: F401

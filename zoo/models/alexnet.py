@@ -25,10 +25,8 @@ import torch
 from torch import nn
 
 from zoo.errors import ZooError
-from zoo.models.layers import check_input_size
+from zoo.models.layers import check_input_size, check_stem
 from zoo.registry import register_model
-
-STEMS = ("imagenet", "cifar")
 
 
 class AlexNet(nn.Module):
@@ -37,6 +35,8 @@ class AlexNet(nn.Module):
     ``features`` holds convolutions, ReLUs, optional LRN and the pools; ``classifier`` is
     dropout - fc6 - ReLU - dropout - fc7 - ReLU - fc8.
     """
+
+    min_size: int | None = None  # from @register_model(min_size=...), set when built by name
 
     def __init__(
         self,
@@ -52,8 +52,7 @@ class AlexNet(nn.Module):
         init: str = "torchvision",
     ) -> None:
         super().__init__()
-        if stem not in STEMS:
-            raise ZooError(f"unknown stem {stem!r}; valid: {', '.join(STEMS)}")
+        check_stem(stem)
         c1, c2, c3, c4, c5 = widths
         k, s, p = conv1 if stem == "imagenet" else (5, 1, 2)
         self.stem = stem
@@ -85,7 +84,6 @@ class AlexNet(nn.Module):
             nn.ReLU(inplace=True),
             nn.Linear(hidden, num_classes),
         )
-        self.min_size = _min_size(k, s, p)
         if init == "paper":
             self._init_paper()
         elif init == "kaiming":  # He et al. 2015: trains from the first steps, whatever the widths
@@ -132,13 +130,15 @@ def _min_size(kernel: int, stride: int, padding: int) -> int:
 _PAPER = "Krizhevsky, Sutskever, Hinton, ImageNet Classification with Deep Convolutional Neural Networks"
 
 
-@register_model(family="alexnet", paper=_PAPER, year=2012, input_size=(3, 224, 224), min_size=63,
+@register_model(family="alexnet", paper=_PAPER, year=2012, input_size=(3, 224, 224),
+                min_size={"imagenet": _min_size(11, 4, 2), "cifar": _min_size(5, 1, 2)},
                 torchvision="alexnet")
 def alexnet(num_classes: int = 1000, in_channels: int = 3, **kwargs) -> AlexNet:
     return AlexNet(num_classes=num_classes, in_channels=in_channels, **kwargs)
 
 
-@register_model(family="alexnet", paper=_PAPER, year=2012, input_size=(3, 227, 227), min_size=67)
+@register_model(family="alexnet", paper=_PAPER, year=2012, input_size=(3, 227, 227),
+                min_size={"imagenet": _min_size(11, 4, 0), "cifar": _min_size(5, 1, 2)})
 def alexnet_2012(num_classes: int = 1000, in_channels: int = 3, **kwargs) -> AlexNet:
     kwargs = {"widths": (96, 256, 384, 384, 256), "conv1": (11, 4, 0), "lrn": True, "groups": 2, "init": "paper",
               **kwargs}

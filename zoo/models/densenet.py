@@ -29,12 +29,9 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from torch import nn
 
-from zoo.errors import ZooError
+from zoo.models.layers import check_input_size, check_stem
 from zoo.models.resnet import fill_bn_counters
 from zoo.registry import register_model
-from zoo.weights import STATE_DICT_CONVERTERS
-
-STEMS = ("imagenet", "cifar")
 
 
 class _DenseLayer(nn.Module):
@@ -122,26 +119,26 @@ class DenseNet(nn.Module):
         block_config: layers per dense block, e.g. ``(6, 12, 24, 16)`` for DenseNet-121.
         num_init_features: channels of the stem conv (2k).
         bn_size: bottleneck width as a multiple of k (4).
-        stem: ``"imagenet"`` (7x7/2 conv, 3x3/2 max-pool) or ``"cifar"`` (3x3/1 conv, no pool; same keys).
+        stem: ``"imagenet"`` (7x7/2 conv, BN-ReLU, 3x3/2 max-pool) or ``"cifar"`` (a bare 3x3/1 conv, as the
+            authors' CIFAR networks: no ``norm0``/``relu0``/``pool0``; the other keys are the same).
         memory_efficient: recompute the bottlenecks in backward instead of storing them.
     """
+
+    min_size: int | None = None  # from @register_model(min_size=...), set when built by name
 
     def __init__(self, growth_rate: int = 32, block_config: tuple[int, ...] = (6, 12, 24, 16),
                  num_init_features: int = 64, bn_size: int = 4, drop_rate: float = 0.0, num_classes: int = 1000,
                  in_channels: int = 3, memory_efficient: bool = False, stem: str = "imagenet") -> None:
         super().__init__()
-        if stem not in STEMS:
-            raise ZooError(f"unknown stem {stem!r}; valid: {', '.join(STEMS)}")
-        self.stem = stem
-        # ImageNet stem /4, then a /2 per transition: 32 pixels reach the last block as 1x1 (CIFAR stem: 8).
-        self.min_size = 32 if stem == "imagenet" else 8
+        self.stem = check_stem(stem)
         if stem == "imagenet":
             stem_layers = [("conv0", nn.Conv2d(in_channels, num_init_features, 7, stride=2, padding=3, bias=False)),
                            ("norm0", nn.BatchNorm2d(num_init_features)), ("relu0", nn.ReLU(inplace=True)),
                            ("pool0", nn.MaxPool2d(kernel_size=3, stride=2, padding=1))]
         else:
-            stem_layers = [("conv0", nn.Conv2d(in_channels, num_init_features, 3, stride=1, padding=1, bias=False)),
-                           ("norm0", nn.BatchNorm2d(num_init_features)), ("relu0", nn.ReLU(inplace=True))]
+            # The authors' CIFAR code (liuzhuang13/DenseNet, models/densenet.lua; kuangliu's port too): a bare 3x3
+            # convolution straight into the first dense block, whose layers begin with their own BN-ReLU.
+            stem_layers = [("conv0", nn.Conv2d(in_channels, num_init_features, 3, stride=1, padding=1, bias=False))]
         self.features = nn.Sequential(OrderedDict(stem_layers))
         num_features = num_init_features
         for i, num_layers in enumerate(block_config):
@@ -169,10 +166,7 @@ class DenseNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """N x C x H x W image -> N x num_features x H/32 x W/32 (H/8 with the CIFAR stem), after BN-ReLU."""
-        h, w = x.shape[-2:]
-        if min(h, w) < self.min_size:
-            raise ZooError(f"DenseNet with the {self.stem} stem needs inputs of at least "
-                           f"{self.min_size}x{self.min_size}; got {h}x{w}")
+        check_input_size(x, self.min_size, f"DenseNet (stem={self.stem})")
         # DenseNet-121 at 224: stem N x 64 x 56 x 56; blocks 256 x 56, 512 x 28, 1024 x 14, 1024 x 7 x 7
         return F.relu(self.features(x))  # N x 1024 x 7 x 7
 
@@ -203,10 +197,14 @@ def convert_legacy_keys(state_dict: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-STATE_DICT_CONVERTERS["densenet"] = lambda sd: fill_bn_counters(convert_legacy_keys(sd))
+def convert_published(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """The published DenseNet files as current torchvision keys, with the BN counters they predate."""
+    return fill_bn_counters(convert_legacy_keys(state_dict))
 
+
+# ImageNet stem /4, then a /2 per transition: 32 pixels reach the last block as 1x1 (CIFAR stem: 8).
 _DENSENET = dict(family="densenet", paper="Huang et al., Densely Connected Convolutional Networks", year=2016,
-                 min_size=32)
+                 min_size={"imagenet": 32, "cifar": 8}, state_dict_converter=convert_published)
 
 
 def _densenet(growth_rate: int, block_config: tuple[int, ...], num_init_features: int, num_classes: int,
@@ -233,3 +231,29 @@ def densenet169(num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) ->
 @register_model(**_DENSENET, torchvision="densenet201")
 def densenet201(num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> DenseNet:
     return _densenet(32, (6, 12, 48, 32), 64, num_classes, in_channels, **kwargs)
+
+
+# Huang et al. 2017, section 3 and Table 2: the CIFAR DenseNet-BC-L-k has a 3x3 conv of 2k channels, three
+# dense blocks of (L - 4) / 6 bottleneck layers on 32x32, 16x16 and 8x8 maps, compression 0.5, BN-ReLU, global
+# pooling and the classifier.
+def _densenet_bc(depth: int, k: int, num_classes: int, in_channels: int, stem: str, kwargs: dict[str, Any]) -> DenseNet:
+    n = (depth - 4) // 6
+    return _densenet(k, (n, n, n), 2 * k, num_classes, in_channels, stem=stem, **kwargs)
+
+
+_BC = {**_DENSENET, "input_size": (3, 32, 32)}
+
+
+@register_model(**_BC)
+def densenet_bc_100_12(num_classes: int = 10, in_channels: int = 3, stem: str = "cifar", **kwargs: Any) -> DenseNet:
+    return _densenet_bc(100, 12, num_classes, in_channels, stem, kwargs)
+
+
+@register_model(**_BC)
+def densenet_bc_250_24(num_classes: int = 10, in_channels: int = 3, stem: str = "cifar", **kwargs: Any) -> DenseNet:
+    return _densenet_bc(250, 24, num_classes, in_channels, stem, kwargs)
+
+
+@register_model(**_BC)
+def densenet_bc_190_40(num_classes: int = 10, in_channels: int = 3, stem: str = "cifar", **kwargs: Any) -> DenseNet:
+    return _densenet_bc(190, 40, num_classes, in_channels, stem, kwargs)

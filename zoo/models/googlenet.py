@@ -21,22 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.errors import ZooError
-from zoo.models.layers import AuxLogits, BasicConv2d
+from zoo.models.layers import AuxLogits, BasicConv2d, check_input_size, check_stem
 from zoo.registry import register_model
-
-STEMS = ("imagenet", "cifar")
-# Smallest H = W each stem accepts: 15 is torchvision's documented minimum for its GoogLeNet; the cifar stem
-# only has the two ceil-mode pools (3x3/2 then 2x2/2) left, which need 2 pixels.
-MIN_SIZE = {"imagenet": 15, "cifar": 2}
-
-
-def check_input(x: torch.Tensor, min_size: int, in_channels: int, name: str) -> None:
-    """Fail with one clear line before the first convolution, not with a shape error deep inside."""
-    if x.ndim != 4 or x.shape[1] != in_channels:
-        raise ZooError(f"{name} expects N x {in_channels} x H x W input; got {tuple(x.shape)}")
-    h, w = x.shape[-2:]
-    if h < min_size or w < min_size:
-        raise ZooError(f"{name} needs inputs of at least {min_size}x{min_size}; got {h}x{w}")
 
 
 def imagenet_to_unit_range(x: torch.Tensor) -> torch.Tensor:
@@ -46,11 +32,6 @@ def imagenet_to_unit_range(x: torch.Tensor) -> torch.Tensor:
     x1 = torch.unsqueeze(x[:, 1], 1) * (0.224 / 0.5) + (0.456 - 0.5) / 0.5
     x2 = torch.unsqueeze(x[:, 2], 1) * (0.225 / 0.5) + (0.406 - 0.5) / 0.5
     return torch.cat((x0, x1, x2), 1)
-
-
-def check_stem(stem: str) -> None:
-    if stem not in STEMS:
-        raise ZooError(f"unknown stem {stem!r}; valid: {', '.join(STEMS)}")
 
 
 class Inception(nn.Module):
@@ -112,6 +93,8 @@ class GoogLeNet(nn.Module):
     image reaches inception3a at 32x32 (as kuangliu's CIFAR GoogLeNet does), with the same key names.
     """
 
+    min_size: int | None = None  # from @register_model(min_size=...), set when built by name
+
     def __init__(
         self,
         num_classes: int = 1000,
@@ -131,7 +114,6 @@ class GoogLeNet(nn.Module):
             raise ZooError(f"transform_input re-normalises RGB input; it needs in_channels=3, got {in_channels}")
         self.stem = stem
         self.in_channels = in_channels
-        self.min_size = MIN_SIZE[stem]
         self.aux_logits = aux_logits
         self.aux_weight = aux_weight
         self.transform_input = transform_input
@@ -181,7 +163,7 @@ class GoogLeNet(nn.Module):
         return imagenet_to_unit_range(x) if self.transform_input else x
 
     def _features(self, x: torch.Tensor, with_aux: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        check_input(x, self.min_size, self.in_channels, "googlenet")
+        check_input_size(x, self.min_size, "googlenet", self.in_channels)
         aux: list[torch.Tensor] = []
         x = self._transform_input(x)
         # N x 3 x 224 x 224 (cifar stem: N x 3 x 32 x 32, every map up to maxpool3 stays 32 x 32)
@@ -231,7 +213,10 @@ class GoogLeNet(nn.Module):
 
 
 @register_model(family="inception", paper="Szegedy et al., Going Deeper with Convolutions", year=2014,
-                input_size=(3, 224, 224), min_size=MIN_SIZE["imagenet"], torchvision="googlenet")
+                input_size=(3, 224, 224),
+                # 15: torchvision's documented minimum; the cifar stem only has the two ceil-mode pools
+                # (3x3/2 then 2x2/2) left, which need 2 pixels.
+                min_size={"imagenet": 15, "cifar": 2}, torchvision="googlenet")
 def googlenet(num_classes: int = 1000, in_channels: int = 3, **kwargs) -> GoogLeNet:
     """GoogLeNet with both auxiliary classifiers (weight 0.3 each, training only); ``aux_logits=False`` drops them."""
     return GoogLeNet(num_classes=num_classes, in_channels=in_channels, **kwargs)

@@ -1,12 +1,16 @@
-"""Building blocks shared by several families."""
+"""Building blocks shared by several families, and the one input-size check and the one stem check."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import handle_torch_function, has_torch_function
+
+from zoo.errors import ZooError
 
 
 class AuxLogits(NamedTuple):
@@ -37,15 +41,98 @@ class BasicConv2d(nn.Module):
         return F.relu(self.bn(self.conv(x)), inplace=True)
 
 
-def check_input_size(x: torch.Tensor, min_size: int, model: str) -> None:
+def inception_conv(cin: int, cout: int, k: int | tuple[int, int], stride: int = 1,
+          padding: int | tuple[int, int] = 0) -> BasicConv2d:
+    """The Inception networks' conv-BN-ReLU unit with positional kernel, stride and padding."""
+    return BasicConv2d(cin, cout, kernel_size=k, stride=stride, padding=padding)
+
+
+def trunc_normal_fan_in_(model: nn.Module) -> None:
+    """TF-slim's Inception init (``variance_scaling_initializer``): truncated normal, He std sqrt(2 / fan_in).
+
+    Cut at two standard deviations; the std is divided by 0.8796 (the std of a unit normal truncated at +-2)
+    so the kept weights still have variance 2 / fan_in. BatchNorm starts as the identity, biases at zero.
+    """
+    bound = math.erf(2 / math.sqrt(2))  # 2 * Phi(2) - 1
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)) and not m.weight.is_meta:  # meta: nothing to sample
+            fan_in = m.weight[0].numel()
+            std = math.sqrt(2.0 / fan_in) / 0.87962566103423978
+            with torch.no_grad():  # inverse-CDF sampling: one pass (nn.init.trunc_normal_ rejects and redraws)
+                m.weight.uniform_(-bound, bound).erfinv_().mul_(std * math.sqrt(2)).clamp_(-2 * std, 2 * std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+class InceptionNet(nn.Module):
+    """The Inception networks' shared interface: ``forward_features`` (last map), ``forward_head`` (pool,
+    dropout, fc), training-mode :class:`AuxLogits` where the network has an auxiliary head."""
+
+    name: str
+    classifier: str = "fc"
+    min_size: int | None = None  # from @register_model(min_size=...), set when built by name
+
+    def _features(self, x: torch.Tensor, with_aux: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        raise NotImplementedError
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self._features(x, with_aux=False)[0]
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)  # N x C
+        x = self.dropout(x)
+        return x if pre_logits else getattr(self, self.classifier)(x)  # N x num_classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | AuxLogits:
+        use_aux = self.training and getattr(self, "aux_logits", False)
+        x, aux = self._features(x, with_aux=use_aux)
+        logits = self.forward_head(x)
+        if use_aux:
+            return AuxLogits(logits, tuple(aux), (self.aux_weight,) * len(aux))
+        return logits
+
+    def reset_classifier(self, num_classes: int) -> None:
+        fc = getattr(self, self.classifier)
+        setattr(self, self.classifier, nn.Linear(fc.in_features, num_classes))
+        aux = getattr(self, "AuxLogits", None)
+        if aux is not None:
+            aux.fc = nn.Linear(aux.fc.in_features, num_classes)
+
+
+def inception_avg_pool() -> nn.AvgPool2d:
+    """The 3x3 stride-1 average pool of the Inception-v4 / Inception-ResNet branches (padding not counted)."""
+    return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+
+
+STEMS = ("imagenet", "cifar")
+
+
+def check_stem(stem: str, valid: tuple[str, ...] = STEMS) -> str:
+    """The one check of a ``stem`` argument: an unknown name ends in one line listing the valid ones."""
+    if stem not in valid:
+        raise ZooError(f"unknown stem {stem!r}; valid: {', '.join(valid)}")
+    return stem
+
+
+def check_input_size(x: torch.Tensor, min_size: int | None, model: str, in_channels: int | None = None) -> None:
     """Raise a ZooError naming ``min_size`` for an input too small for ``model``, before any convolution.
 
     Without it, a too-small image fails deep inside as a shape mismatch that says nothing about the cause.
-    """
-    from zoo.errors import ZooError
+    ``min_size`` is the registry's declaration (``@register_model(min_size=...)``, set on the network when it
+    is built by name); None checks nothing. ``in_channels`` also checks the channel count.
 
+    Under ``torch.fx`` tracing ``x`` is a Proxy whose sizes are not known: the call is recorded as one node
+    (the ``__torch_function__`` protocol, as ``torch._assert`` does), so the traced module still checks.
+    """
+    if has_torch_function((x,)):
+        return handle_torch_function(check_input_size, (x,), x, min_size, model, in_channels)
+    if in_channels is not None and (x.ndim != 4 or x.shape[1] != in_channels):
+        raise ZooError(f"{model} expects N x {in_channels} x H x W input; got {tuple(x.shape)}")
     h, w = x.shape[-2:]
-    if h < min_size or w < min_size:
+    if min_size is not None and (h < min_size or w < min_size):
         raise ZooError(f"{model} needs inputs of at least {min_size}x{min_size} pixels; got {h}x{w}")
 
 
@@ -55,7 +142,6 @@ ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid")
 def make_activation(name: str) -> nn.Module:
     """The activation module for a config's ``activation`` name (``relu``, ``leaky_relu``, ``elu``, ``gelu``,
     ``tanh``, ``sigmoid``); parameter-free, so the choice never changes a state_dict."""
-    from zoo.errors import ZooError
 
     table = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "gelu": nn.GELU, "tanh": nn.Tanh,
              "sigmoid": nn.Sigmoid}

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from zoo.errors import ZooError
-from zoo.models.layers import check_input_size
+from zoo.models.layers import check_input_size, check_stem
 from zoo.registry import register_model
 
 # (output channels, stride) of the 13 depthwise separable layers (paper Table 1)
@@ -61,11 +61,12 @@ def _width(c: int, alpha: float) -> int:
 class MobileNetV1(nn.Module):
     """Stem conv 3x3/2 (32) - 13 depthwise separable layers - global average pool - fc."""
 
+    min_size: int | None = None  # from @register_model(min_size=...), set when built by name
+
     def __init__(self, num_classes: int = 1000, in_channels: int = 3, width_mult: float = 1.0,
                  dropout: float = 0.0, stem: str = "imagenet") -> None:
         super().__init__()
-        if stem not in ("imagenet", "cifar"):
-            raise ZooError(f"unknown stem {stem!r}; valid: imagenet, cifar")
+        check_stem(stem)
         if width_mult <= 0:
             raise ZooError(f"width_mult must be positive; got {width_mult}")
         self.stem = stem
@@ -78,7 +79,6 @@ class MobileNetV1(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(c, num_classes)
-        self.min_size = 32 if stem == "imagenet" else 16  # the total stride: the last map is 1x1
         for m in self.modules():  # torchvision's init for its MobileNets
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out")
@@ -107,6 +107,7 @@ class MobileNetV1(nn.Module):
 
 
 @register_model(family="mobilenet", paper="Howard et al., MobileNets: Efficient Convolutional Neural Networks for "
-                "Mobile Vision Applications", year=2017, input_size=(3, 224, 224), min_size=32)
+                "Mobile Vision Applications", year=2017, input_size=(3, 224, 224),
+                min_size={"imagenet": 32, "cifar": 16})  # the total stride: the last map is 1x1
 def mobilenet_v1(num_classes: int = 1000, in_channels: int = 3, **kwargs) -> MobileNetV1:
     return MobileNetV1(num_classes=num_classes, in_channels=in_channels, **kwargs)

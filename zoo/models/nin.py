@@ -22,8 +22,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from zoo.errors import ZooError
-from zoo.models.layers import check_input_size
+from zoo.models.layers import check_input_size, check_stem
 from zoo.registry import register_model
 
 # (first conv: out, kernel, stride, padding), 1x1 widths, pooling after the block ("max", "avg" or None)
@@ -44,11 +43,12 @@ class NiN(nn.Module):
     """mlpconv blocks (conv - ReLU - 1x1 conv - ReLU - 1x1 conv - ReLU), pooling and dropout between them,
     global average pooling of the class maps."""
 
+    min_size: int | None = None  # from @register_model(min_size=...), set when built by name
+
     def __init__(self, num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.5,
                  stem: str = "imagenet") -> None:
         super().__init__()
-        if stem not in ("imagenet", "cifar"):
-            raise ZooError(f"unknown stem {stem!r}; valid: imagenet, cifar")
+        check_stem(stem)
         self.stem = stem
         blocks = _IMAGENET if stem == "imagenet" else _CIFAR
         layers: OrderedDict[str, nn.Module] = OrderedDict()
@@ -71,7 +71,6 @@ class NiN(nn.Module):
                     layers[f"drop{i}"] = nn.Dropout(dropout)
         self.features = nn.Sequential(layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.min_size = 39 if stem == "imagenet" else 4  # smallest sides that leave a 1x1 map
         for m in self.modules():  # the paper gives no init; He's keeps nine stacked ReLU layers trainable
             if isinstance(m, nn.Conv2d):
                 _init_conv(m)
@@ -101,6 +100,6 @@ def _init_conv(m: nn.Conv2d) -> None:
 
 
 @register_model(family="nin", paper="Lin, Chen, Yan, Network In Network", year=2013, input_size=(3, 224, 224),
-                min_size=39)
+                min_size={"imagenet": 39, "cifar": 4})  # the smallest sides that leave a 1x1 map
 def nin(num_classes: int = 1000, in_channels: int = 3, **kwargs) -> NiN:
     return NiN(num_classes=num_classes, in_channels=in_channels, **kwargs)

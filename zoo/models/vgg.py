@@ -22,8 +22,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from zoo.errors import ZooError
-from zoo.models.layers import check_input_size
+from zoo.models.layers import check_input_size, check_stem
 from zoo.registry import register_model
 
 # Table 1 of the paper: numbers are 3x3 conv widths, "M" a 2x2 max-pool.
@@ -38,11 +37,12 @@ CFGS: dict[str, list[int | str]] = {
 class VGG(nn.Module):
     """``features`` (3x3 convs, optional BN, ReLU, max-pools) - ``avgpool`` - ``classifier`` (fc-fc-fc)."""
 
+    min_size: int | None = None  # from @register_model(min_size=...), set when built by name
+
     def __init__(self, cfg: list[int | str], num_classes: int = 1000, in_channels: int = 3, batch_norm: bool = False,
                  dropout: float = 0.5, hidden: int | None = None, stem: str = "imagenet") -> None:
         super().__init__()
-        if stem not in ("imagenet", "cifar"):
-            raise ZooError(f"unknown stem {stem!r}; valid: imagenet, cifar")
+        check_stem(stem)
         self.stem = stem
         small = stem == "cifar"
         layers: list[nn.Module] = []
@@ -69,8 +69,6 @@ class VGG(nn.Module):
             nn.Dropout(dropout),
             nn.Linear(hidden, num_classes),
         )
-        # Five 2x2 pools: 32 leaves 1x1 (ceil mode in the cifar variant: any side >= 1 does).
-        self.min_size = 1 if small else 32
         for m in self.modules():  # torchvision's init
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -110,7 +108,9 @@ def _vgg(cfg: str, batch_norm: bool, num_classes: int, in_channels: int, **kwarg
 
 
 def _reg(name: str) -> Callable[[Callable[..., VGG]], Callable[..., VGG]]:
-    return register_model(name, family="vgg", paper=_PAPER, year=2014, input_size=(3, 224, 224), min_size=32,
+    # Five 2x2 pools: 32 leaves 1x1 (ceil mode in the cifar variant: any side >= 1 does).
+    return register_model(name, family="vgg", paper=_PAPER, year=2014, input_size=(3, 224, 224),
+                          min_size={"imagenet": 32, "cifar": 1},
                           torchvision=name)
 
 

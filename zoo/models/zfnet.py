@@ -23,18 +23,19 @@ import torch
 from torch import nn
 
 from zoo.errors import ZooError
-from zoo.models.layers import check_input_size
+from zoo.models.layers import check_input_size, check_stem
 from zoo.registry import register_model
 
 
 class ZFNet(nn.Module):
     """AlexNet with a 7x7/2 first layer and a stride-2 conv2; ``features``/``classifier`` like torchvision's."""
 
+    min_size: int | None = None  # from @register_model(min_size=...), set when built by name
+
     def __init__(self, num_classes: int = 1000, in_channels: int = 3, hidden: int = 4096, dropout: float = 0.5,
                  lrn: bool = True, stem: str = "imagenet", init: str = "paper") -> None:
         super().__init__()
-        if stem not in ("imagenet", "cifar"):
-            raise ZooError(f"unknown stem {stem!r}; valid: imagenet, cifar")
+        check_stem(stem)
         self.stem = stem
         small = stem == "cifar"
         norm = (lambda: nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)) if lrn else nn.Identity
@@ -66,8 +67,6 @@ class ZFNet(nn.Module):
             nn.ReLU(inplace=True),
             nn.Linear(hidden, num_classes),
         )
-        # Smallest side whose last 3x3/2 pool still sees a full window (cifar: 9 -> 5 -> 5 -> 3 -> 1).
-        self.min_size = 9 if small else 53
         if init not in ("paper", "kaiming"):
             raise ZooError(f"unknown init {init!r}; valid: paper, kaiming")
         for m in self.modules():
@@ -94,6 +93,8 @@ class ZFNet(nn.Module):
 
 
 @register_model(family="zfnet", paper="Zeiler, Fergus, Visualizing and Understanding Convolutional Networks",
-                year=2013, input_size=(3, 224, 224), min_size=53)
+                year=2013, input_size=(3, 224, 224),
+                # Smallest side whose last 3x3/2 pool still sees a full window (cifar: 9 -> 5 -> 5 -> 3 -> 1).
+                min_size={"imagenet": 53, "cifar": 9})
 def zfnet(num_classes: int = 1000, in_channels: int = 3, **kwargs) -> ZFNet:
     return ZFNet(num_classes=num_classes, in_channels=in_channels, **kwargs)
