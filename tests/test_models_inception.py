@@ -358,3 +358,25 @@ def test_registry_and_config(name):
     assert cfg["name"] == name and cfg["defaults"] == ["_base"] and cfg["stem"] == "auto"
     kwargs = {k: v for k, v in cfg.items() if k not in ("defaults", "name", "stem")}
     on_meta(zoo.create_model, name, num_classes=10, **kwargs)  # every key is a real keyword
+
+
+# ------------------------------------------------------------------------------------------ one network a file
+
+
+def test_state_dict_keys_survive_the_split_into_one_file_a_network():
+    """Names are the oracles': torchvision's Inception v3 (aux head included), timm's Inception-v4 and
+    Inception-ResNet-v2 (Cadene's layout; timm calls the classifier ``classif``). BN-Inception has no oracle:
+    its key list is pinned to the one of the single inception.py it came from (commit 676ec6e)."""
+    import hashlib
+
+    timm = pytest.importorskip("timm")
+    keys = {n: list(on_meta(zoo.create_model, n, num_classes=10).state_dict()) for n in NAMES if n != "googlenet"}
+    tv = on_meta(torchvision.models.inception_v3, num_classes=10, aux_logits=True, init_weights=False)
+    assert keys["inception_v3"] == list(tv.state_dict())
+    for name in ("inception_v4", "inception_resnet_v2"):
+        with torch.device("meta"):
+            theirs = [k.replace("classif.", "last_linear.") for k in
+                      timm.create_model(name, num_classes=10).state_dict()]
+        assert keys[name] == theirs
+    digest = hashlib.sha256(",".join(keys["inception_v2"]).encode()).hexdigest()[:16]
+    assert (len(keys["inception_v2"]), digest) == (416, "6c4dc59dacbc1666")

@@ -105,7 +105,7 @@ class AlexNet(nn.Module):
             nn.init.constant_(m.bias, 1.0 if id(m) in ones else 0.0)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        check_input_size(x, self.min_size, f"AlexNet (stem={self.stem})")
+        x = check_input_size(x, self.min_size, f"AlexNet (stem={self.stem})")
         return self.features(x)  # N x 256 x 6 x 6 at 224 (imagenet stem); N x 256 x 3 x 3 at 32 (cifar)
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:

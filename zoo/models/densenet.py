@@ -166,7 +166,7 @@ class DenseNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """N x C x H x W image -> N x num_features x H/32 x W/32 (H/8 with the CIFAR stem), after BN-ReLU."""
-        check_input_size(x, self.min_size, f"DenseNet (stem={self.stem})")
+        x = check_input_size(x, self.min_size, f"DenseNet (stem={self.stem})")
         # DenseNet-121 at 224: stem N x 64 x 56 x 56; blocks 256 x 56, 512 x 28, 1024 x 14, 1024 x 7 x 7
         return F.relu(self.features(x))  # N x 1024 x 7 x 7
 

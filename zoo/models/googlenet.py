@@ -163,7 +163,7 @@ class GoogLeNet(nn.Module):
         return imagenet_to_unit_range(x) if self.transform_input else x
 
     def _features(self, x: torch.Tensor, with_aux: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        check_input_size(x, self.min_size, "googlenet", self.in_channels)
+        x = check_input_size(x, self.min_size, "googlenet", self.in_channels)
         aux: list[torch.Tensor] = []
         x = self._transform_input(x)
         # N x 3 x 224 x 224 (cifar stem: N x 3 x 32 x 32, every map up to maxpool3 stays 32 x 32)

@@ -149,7 +149,7 @@ class InceptionResNetV2(InceptionNet):
         trunc_normal_fan_in_(self)
 
     def _features(self, x: torch.Tensor, with_aux: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        check_input_size(x, self.min_size, self.name, self.in_channels)
+        x = check_input_size(x, self.min_size, self.name, self.in_channels)
         # N x 3 x 299 x 299 (cifar stem: N x 3 x 32 x 32, still 32 x 32 at mixed_5b)
         x = self.conv2d_2b(self.conv2d_2a(self.conv2d_1a(x)))  # N x 64 x 147 x 147
         x = self.conv2d_4a(self.conv2d_3b(self.maxpool_3a(x)))  # N x 192 x 71 x 71

@@ -83,7 +83,7 @@ class InceptionV2(InceptionNet):
         trunc_normal_fan_in_(self)
 
     def _features(self, x: torch.Tensor, with_aux: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        check_input_size(x, self.min_size, self.name, self.in_channels)
+        x = check_input_size(x, self.min_size, self.name, self.in_channels)
         # N x 3 x 224 x 224 (cifar stem: N x 3 x 32 x 32 and 32 x 32 up to inception3c)
         x = self.maxpool1(self.conv1(x))  # N x 64 x 56 x 56
         x = self.maxpool2(self.conv3(self.conv2(x)))  # N x 192 x 28 x 28

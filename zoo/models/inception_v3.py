@@ -214,7 +214,7 @@ class Inception3(InceptionNet):
                     nn.init.constant_(m.bias, 0)
 
     def _features(self, x: torch.Tensor, with_aux: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        check_input_size(x, self.min_size, self.name, self.in_channels)
+        x = check_input_size(x, self.min_size, self.name, self.in_channels)
         x = imagenet_to_unit_range(x) if self.transform_input else x
         # N x 3 x 299 x 299 (cifar stem: N x 3 x 32 x 32, still 32 x 32 at Mixed_5d)
         x = self.Conv2d_1a_3x3(x)  # N x 32 x 149 x 149

@@ -176,7 +176,7 @@ class InceptionV4(InceptionNet):
         trunc_normal_fan_in_(self)
 
     def _features(self, x: torch.Tensor, with_aux: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        check_input_size(x, self.min_size, self.name, self.in_channels)
+        x = check_input_size(x, self.min_size, self.name, self.in_channels)
         # N x 3 x 299 x 299 -> stem: N x 384 x 35 x 35 (cifar stem: 32 x 32) -> Inception-A: N x 384 x 35 x 35
         # -> Reduction-A: N x 1024 x 17 x 17 -> Inception-B -> Reduction-B: N x 1536 x 8 x 8 -> Inception-C
         return self.features(x), []  # N x 1536 x 8 x 8

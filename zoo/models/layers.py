@@ -117,15 +117,18 @@ def check_stem(stem: str, valid: tuple[str, ...] = STEMS) -> str:
     return stem
 
 
-def check_input_size(x: torch.Tensor, min_size: int | None, model: str, in_channels: int | None = None) -> None:
+def check_input_size(x: torch.Tensor, min_size: int | None, model: str,
+                     in_channels: int | None = None) -> torch.Tensor:
     """Raise a ZooError naming ``min_size`` for an input too small for ``model``, before any convolution.
 
     Without it, a too-small image fails deep inside as a shape mismatch that says nothing about the cause.
     ``min_size`` is the registry's declaration (``@register_model(min_size=...)``, set on the network when it
     is built by name); None checks nothing. ``in_channels`` also checks the channel count.
 
-    Under ``torch.fx`` tracing ``x`` is a Proxy whose sizes are not known: the call is recorded as one node
-    (the ``__torch_function__`` protocol, as ``torch._assert`` does), so the traced module still checks.
+    Returns ``x``: ``x = check_input_size(x, ...)``. Under ``torch.fx`` tracing ``x`` is a Proxy whose sizes
+    are not known: the call is recorded as one node (the ``__torch_function__`` protocol, as ``torch._assert``
+    does), and because the forward goes on from its result, pruning a traced graph (``create_feature_extractor``)
+    keeps the check.
     """
     if has_torch_function((x,)):
         return handle_torch_function(check_input_size, (x,), x, min_size, model, in_channels)
@@ -134,6 +137,7 @@ def check_input_size(x: torch.Tensor, min_size: int | None, model: str, in_chann
     h, w = x.shape[-2:]
     if min_size is not None and (h < min_size or w < min_size):
         raise ZooError(f"{model} needs inputs of at least {min_size}x{min_size} pixels; got {h}x{w}")
+    return x
 
 
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid")

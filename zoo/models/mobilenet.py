@@ -90,7 +90,7 @@ class MobileNetV1(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        check_input_size(x, self.min_size, f"MobileNet v1 (stem={self.stem})")
+        x = check_input_size(x, self.min_size, f"MobileNet v1 (stem={self.stem})")
         return self.features(x)  # N x 1024 x 7 x 7 at 224; N x 1024 x 2 x 2 at 32 (cifar)
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:

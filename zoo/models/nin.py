@@ -76,7 +76,7 @@ class NiN(nn.Module):
                 _init_conv(m)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        check_input_size(x, self.min_size, f"NiN (stem={self.stem})")
+        x = check_input_size(x, self.min_size, f"NiN (stem={self.stem})")
         return self.features(x)  # N x num_classes x 6 x 6 at 224 (imagenet); N x num_classes x 8 x 8 at 32 (cifar)
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:

@@ -284,7 +284,7 @@ class ResNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The backbone: N x C x H x W image -> N x num_features x H/32 x W/32 map (H/8 with the CIFAR stem)."""
-        check_input_size(x, self.min_size, f"{type(self).__name__} (stem={self.stem})")
+        x = check_input_size(x, self.min_size, f"{type(self).__name__} (stem={self.stem})")
         x = self.relu(self.bn1(self.conv1(x)))  # N x 64 x 112 x 112 (ImageNet stem, 224 input)
         x = self.maxpool(x)  # N x 64 x 56 x 56
         x = self.layer1(x)  # N x 256 x 56 x 56 (Bottleneck; 64 for BasicBlock)
@@ -477,8 +477,8 @@ def preact_resnet1001(num_classes: int = 10, in_channels: int = 3, stem: str = "
 # pre-activation basic blocks of 16k, 32k, 64k planes; ``drop_rate`` is their dropout (0.3 in Table 6).
 def _wide(depth: int, k: int, num_classes: int, in_channels: int, stem: str, kwargs: dict[str, Any]) -> ResNet:
     n = (depth - 4) // 6
-    return _resnet(PreActBasicBlock, [n] * 3, num_classes, in_channels, widths=[16 * k, 32 * k, 64 * k],
-                   stem_width=16, stem=stem, **kwargs)
+    kwargs = {"widths": [16 * k, 32 * k, 64 * k], "stem_width": 16, **kwargs}
+    return _resnet(PreActBasicBlock, [n] * 3, num_classes, in_channels, stem=stem, **kwargs)
 
 
 @register_model(**_WIDE, **_CIFAR)

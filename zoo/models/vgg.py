@@ -83,7 +83,7 @@ class VGG(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        check_input_size(x, self.min_size, f"VGG (stem={self.stem})")
+        x = check_input_size(x, self.min_size, f"VGG (stem={self.stem})")
         return self.features(x)  # N x 512 x 7 x 7 at 224; N x 512 x 1 x 1 at 32 or 28 (cifar)
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:

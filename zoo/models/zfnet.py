@@ -78,7 +78,7 @@ class ZFNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        check_input_size(x, self.min_size, f"ZFNet (stem={self.stem})")
+        x = check_input_size(x, self.min_size, f"ZFNet (stem={self.stem})")
         return self.features(x)  # N x 256 x 6 x 6 at 224
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
