@@ -106,3 +106,24 @@ def test_every_init_config_composes_and_applies() -> None:
             cfg = compose(config_name="train", overrides=[f"init={path.stem}"])
         assert cfg.init.scheme == path.stem
         init_weights(_net(), OmegaConf.to_container(cfg.init))
+
+
+def test_one_zero_init_rule_for_the_model_option_and_the_init_config() -> None:
+    """``ResNet(zero_init_residual=True)`` and ``init.zero_init_residual`` zero the same tensors: the last BN
+    scale of a post-activation branch (torchvision), the last conv of a pre-activation one (timm's rule)."""
+    import zoo
+
+    for name, zeroed in (("resnet18", "bn2.weight"), ("preact_resnet18", "conv2.weight"),
+                         ("preact_resnet50", "conv3.weight")):
+        torch.manual_seed(0)
+        built = zoo.create_model(name, num_classes=10, zero_init_residual=True)
+        later = init_weights(zoo.create_model(name, num_classes=10), {"scheme": "default", "zero_init_residual": True})
+        zero = [k for k, v in built.state_dict().items() if v.is_floating_point() and v.ndim and (v == 0).all()
+                and k.endswith("weight")]
+        zero_later = [k for k, v in later.state_dict().items() if v.is_floating_point() and v.ndim and (v == 0).all()
+                      and k.endswith("weight")]
+        assert zero == zero_later and len(zero) == (8 if name.endswith("18") else 16)
+        assert all(k.endswith(zeroed) for k in zero)
+        block = later.layer1[1]
+        h = torch.relu(torch.randn(2, block.conv1.in_channels, 8, 8))
+        torch.testing.assert_close(block(h), h if "preact" in name else torch.relu(h))  # each block the identity
