@@ -427,8 +427,8 @@ def preact_resnet152(num_classes: int = 1000, in_channels: int = 3, **kwargs: An
 # zero-padded identity) as in the paper's Table 6; ``shortcut="B"`` selects the 1x1 projections.
 def _cifar_resnet(depth: int, num_classes: int, in_channels: int, stem: str, kwargs: dict[str, Any]) -> ResNet:
     n = (depth - 2) // 6
-    kwargs = {"shortcut": "A", **kwargs}
-    return _resnet(BasicBlock, [n] * 3, num_classes, in_channels, widths=[16, 32, 64], stem=stem, **kwargs)
+    kwargs = {"shortcut": "A", "widths": [16, 32, 64], **kwargs}
+    return _resnet(BasicBlock, [n] * 3, num_classes, in_channels, stem=stem, **kwargs)
 
 
 @register_model(**_RESNET, **_CIFAR)
