@@ -1,8 +1,9 @@
 """The model registry: every network in the zoo is built by name.
 
 A model file decorates a builder function with ``@register_model(...)``; the decorator records
-the paper, the default input size and the torchvision counterpart, so ``zoo.model_info`` can
-answer questions about a network without the caller knowing which file it lives in.
+the paper, the default input size, the smallest input per stem, the state-dict converter of old
+published files and the torchvision counterpart, so ``zoo.model_info``, ``zoo.load_pretrained`` and
+the network's own input check answer from one declaration without knowing which file it lives in.
 """
 
 from __future__ import annotations
