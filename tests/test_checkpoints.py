@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ["trainer.deterministic=true", "trainer.accelerator=cpu", "+trainer.limit_train_batches=6",
         "data.val_size=200", "data.test_size=200", "model.dropout=0.5", "trainer.enable_model_summary=false",
         "scheduler=step", "scheduler.step_size=1", "scheduler.gamma=0.5",
-        "+callbacks.ema._target_=zoo.callbacks.EMA", "+callbacks.ema.decay=0.9"]  # the EMA's state resumes too
+        "+callbacks.ema._target_=zoo.training.callbacks.ema.EMA", "+callbacks.ema.decay=0.9",
+    ]  # the EMA's state resumes too
 
 
 class StallAfterEpoch:
@@ -111,7 +112,7 @@ class _ExplodesWhenPickled:
 
 
 def test_a_save_that_dies_midway_leaves_the_previous_checkpoint_readable(tmp_path: Path) -> None:
-    from zoo.resume import SafeCheckpointIO
+    from zoo.training.callbacks.resume_state import SafeCheckpointIO
     from zoo.weights import load_file
 
     io = SafeCheckpointIO()
@@ -202,7 +203,7 @@ def test_strict_mismatch_lists_keys_and_names_the_model_the_file_belongs_to(tmp_
 
 def test_freeze_backbone_trains_only_the_classifier_and_keeps_batchnorm_statistics() -> None:
     import zoo
-    from zoo.finetune import classifier_keys, freeze_backbone
+    from zoo.training.finetune import classifier_keys, freeze_backbone
 
     net = zoo.create_model("resnet18", num_classes=10, stem="cifar")
     head = classifier_keys({"name": "resnet18", "stem": "cifar"}, 10, 3)

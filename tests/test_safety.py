@@ -147,8 +147,8 @@ def test_any_random_bytes_end_in_a_user_error(tmp_path: Path) -> None:
 
 def test_lightning_resume_loads_through_zoo(tmp_path: Path) -> None:
     """``trainer.fit(ckpt_path=...)`` reads checkpoints with the trainer's CheckpointIO: ours, weights-only."""
-    from zoo.resume import SafeCheckpointIO
     from zoo.run import build_trainer
+    from zoo.training.callbacks.resume_state import SafeCheckpointIO
 
     marker = tmp_path / "PWNED"
     evil = _evil(tmp_path / "last.ckpt", marker)

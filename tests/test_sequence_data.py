@@ -13,7 +13,7 @@ from datamodules.sequence import DEFAULT_TEXT, Adding, CharText, Copy, SeqMNIST,
 from datamodules.vision import load_mnist_5k
 from tests.conftest import run_script
 from zoo.errors import ZooError
-from zoo.tasks import LanguageModelTask, SequenceRegressionTask
+from zoo.training.tasks import LanguageModelTask, SequenceRegressionTask
 
 
 def test_adding_problem_targets_and_baseline() -> None:

@@ -19,6 +19,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from zoo import sweeps
+from zoo.training.callbacks import nan_guard
 
 TINY = ["++trainer.max_epochs=1", "++trainer.limit_train_batches=3", "++trainer.limit_val_batches=1",
         "++trainer.limit_test_batches=1"]
@@ -280,18 +281,18 @@ def test_nan_guard_watches_every_step_and_reports_the_first_bad_loss() -> None:
 
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
     trainer = SimpleNamespace(optimizers=[opt], current_epoch=3)
-    guard = sweeps.NaNGuard(check_every_n_steps=3)
+    guard = nan_guard.NaNGuard(check_every_n_steps=3)
     guard.on_fit_start(trainer, None)
     for i, loss in enumerate([1.0, 2.0, 0.5]):  # finite: nothing happens
         guard.on_train_batch_end(trainer, None, {"loss": torch.tensor(loss)}, None, i)
     guard.on_train_batch_end(trainer, None, {"loss": torch.tensor(math.inf)}, None, 3)
     guard.on_train_batch_end(trainer, None, torch.tensor(math.nan), None, 4)  # not a multiple of 3: no check yet
-    with pytest.raises(sweeps.TrainingDiverged) as e:
+    with pytest.raises(nan_guard.TrainingDiverged) as e:
         guard.on_train_batch_end(trainer, None, {"loss": torch.tensor(1.0)}, None, 5)
     assert str(e.value) == ("training diverged: train/loss became inf at epoch 3, batch 3 (learning rate 0.5); "
                             "lower optimizer.lr, or clip gradients with trainer.gradient_clip_val")
     guard.on_train_batch_end(trainer, None, {"loss": torch.tensor(math.nan)}, None, 6)
-    with pytest.raises(sweeps.TrainingDiverged, match="became nan at epoch 3, batch 6 "):  # epoch end checks too
+    with pytest.raises(nan_guard.TrainingDiverged, match="became nan at epoch 3, batch 6 "):  # epoch end checks too
         guard.on_train_epoch_end(trainer, None)
 
 

@@ -11,7 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 
 from tests.conftest import run_script
-from zoo.callbacks import TensorBoardDiagnostics
+from zoo.training.callbacks.diagnostics import TensorBoardDiagnostics
 
 
 def _read(tb_dir: Path) -> dict:

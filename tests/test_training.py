@@ -13,9 +13,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import zoo
 from tests.conftest import run_script
-from zoo.callbacks import EMA
 from zoo.errors import ZooError
 from zoo.models.layers import ACTIVATIONS
+from zoo.training.callbacks.ema import EMA
 from zoo.weights import load_file
 
 # -- models with a choice of activation ----------------------------------------------------------------------
@@ -65,7 +65,7 @@ def test_lenet_activation_changes_the_function_not_the_weights() -> None:
 
 
 def test_l1_adds_the_penalty_to_the_training_loss() -> None:
-    from zoo.tasks import ClassificationTask
+    from zoo.training.tasks import ClassificationTask
 
     kw = dict(model={"name": "mlp", "depth": 1, "width": 8}, num_classes=10, in_channels=1,
               optimizer={"_target_": "torch.optim.SGD", "lr": 0.1})
@@ -203,7 +203,7 @@ def test_demo_recipes_compose(name: str) -> None:
 def test_train_epoch_loss_and_accuracy_equal_a_hand_computation(tmp_path: Path) -> None:
     """train/loss_epoch is the sample-weighted mean loss of the epoch's batches and train/acc their accuracy
     (lr 0, so the network is the same for every batch and the hand computation can rerun it)."""
-    from zoo.tasks import ClassificationTask
+    from zoo.training.tasks import ClassificationTask
 
     torch.manual_seed(0)
     task = ClassificationTask(model={"name": "mlp", "depth": 1, "width": 8, "input_size": 4}, num_classes=3,
@@ -223,7 +223,7 @@ def test_train_epoch_loss_and_accuracy_equal_a_hand_computation(tmp_path: Path) 
 
 
 def test_rich_progress_bar_updates_at_most_refresh_rate_times_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
-    from zoo import callbacks
+    from zoo.training.callbacks import progress as callbacks
 
     clock = [100.0]
     monkeypatch.setattr(callbacks.time, "monotonic", lambda: clock[0])
@@ -235,13 +235,3 @@ def test_rich_progress_bar_updates_at_most_refresh_rate_times_a_second(monkeypat
     # the first batch, then one every 1/8 s (every 4th batch), and the last so the bar ends full
     assert [b for b, d in zip(range(1, 31), due) if d] == [1, 5, 9, 13, 17, 21, 25, 29, 30]
     assert not callbacks.RichProgressBar(refresh_rate=0)._due(1, 1)  # a disabled bar never updates
-
-
-def test_model_checkpoint_state_key_is_lightnings() -> None:
-    """Checkpoints name the callback's state by this key: ours must be Lightning's, or resuming loses it."""
-    from zoo.callbacks import ModelCheckpoint
-
-    kw = dict(monitor="val/acc", mode="max", every_n_epochs=1)
-    ours = ModelCheckpoint(**kw)
-    assert ours.state_key == pl.callbacks.ModelCheckpoint(**kw).state_key == ours.state_key
-    assert ours.state_key != ModelCheckpoint(monitor=None).state_key

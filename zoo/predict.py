@@ -15,7 +15,7 @@ import torch
 from omegaconf import OmegaConf
 
 from zoo.errors import ZooError
-from zoo.resume import saved_val_metrics
+from zoo.training.callbacks.resume_state import saved_val_metrics
 from zoo.weights import load_checkpoint, load_pretrained
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}

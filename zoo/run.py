@@ -23,8 +23,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from zoo.errors import ZooError, causes
 from zoo.init import init_weights
-from zoo.resume import ResumeState, SafeCheckpointIO
-from zoo.tasks import task_class
+from zoo.training.callbacks.resume_state import ResumeState, SafeCheckpointIO
+from zoo.training.tasks import task_class
 from zoo.weights import load_checkpoint
 
 
@@ -220,7 +220,7 @@ def _check_resume(cfg: DictConfig, ckpt_path: str) -> None:
 
 def _prepare_finetune(cfg: DictConfig, task: pl.LightningModule, resuming: bool) -> None:
     """``model.pretrained=PATH`` (skipped on resume: the checkpoint has newer weights) and ``model.freeze``."""
-    from zoo.finetune import freeze_backbone, load_pretrained_into, task_classifier_keys
+    from zoo.training.finetune import freeze_backbone, load_pretrained_into, task_classifier_keys
 
     pretrained, freeze = cfg.model.get("pretrained"), cfg.model.get("freeze")
     if not pretrained and not freeze:

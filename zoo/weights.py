@@ -3,7 +3,8 @@
 Checkpoints come from strangers. ``torch.load(..., weights_only=True)`` refuses any pickle that would
 import or call something outside plain containers and tensors, so a malicious file fails to load
 instead of running its payload. Lightning's own resume path is routed here too
-(``zoo.resume.SafeCheckpointIO``; this module stays free of Lightning, like the models that import it),
+(``zoo.training.callbacks.resume_state.SafeCheckpointIO``; this module stays free of Lightning, like the models
+that import it),
 and ``last.ckpt`` is written atomically (temp file, fsync, rename), so a kill while saving leaves the
 previous checkpoint readable.
 """

@@ -18,8 +18,8 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from zoo.errors import ZooError
 from zoo.models.layers import AuxLogits
-from zoo.optim import configure_optimizers, l1_penalty
 from zoo.registry import build_network
+from zoo.training.optim import configure_optimizers, l1_penalty
 
 
 def instantiate_loss(loss: dict[str, Any] | None) -> nn.Module:
@@ -62,7 +62,7 @@ class TrainEpochStats(Metric):
 
 class Task(pl.LightningModule):
     """What every task shares: ``forward`` through ``self.net``, validation and test through the subclass's
-    ``_eval_step(batch, stage)``, the optimizer and schedule from zoo.optim, and the training loss.
+    ``_eval_step(batch, stage)``, the optimizer and schedule from zoo.training.optim, and the training loss.
 
     Training loss: ``train/loss_step`` every ``log_every_n_steps`` steps and the epoch means
     ``train/loss_epoch`` (and, with ``count_correct``, ``train/acc``). ``self.log`` costs about a
@@ -70,21 +70,11 @@ class Task(pl.LightningModule):
     accumulated on the device by :class:`TrainEpochStats` and logged once per epoch.
     """
 
-    # Lightning sets these on the module around every hook call, about 40 times a training step.
-    # nn.Module.__setattr__ checks each value against parameters, buffers and submodules (1.3 us a call);
-    # plain attributes need none of that.
-    _PLAIN_ATTRIBUTES = frozenset({"_current_fx_name"})
     count_correct = False  # tasks that pass `correct` to log_train_loss set this, to log train/acc
 
     def __init__(self) -> None:
         super().__init__()
         self.train_stats = TrainEpochStats()
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in self._PLAIN_ATTRIBUTES:
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
 
     def log_train_loss(self, loss: torch.Tensor, n: int, correct: torch.Tensor | None = None) -> None:
         """Count a training step: its loss over ``n`` samples and, for classification, how many were right."""
@@ -114,7 +104,7 @@ class Task(pl.LightningModule):
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         return self._eval_step(batch, "test")  # what it returns reaches callbacks (the classifier's logits)
 
-    # zoo.optim builds the optimizer (weight decay on weights only) and the schedule (+ warmup) for every task.
+    # zoo.training.optim builds the optimizer (weight decay on weights only) and the schedule (+ warmup) for every task.
     configure_optimizers = configure_optimizers
 
 
