@@ -147,3 +147,17 @@ def test_create_model_unknown_name_suggests_close_matches() -> None:
 
     with pytest.raises(UnknownModelError, match="did you mean lenet5"):
         zoo.create_model("lenet")
+
+
+def test_command_line_checks_run_before_torch_loads() -> None:
+    """train.py imports zoo.cli to check group names first: that import must not pull in torch."""
+    import subprocess
+    import sys
+
+    code = "import sys; from zoo import cli; import zoo; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    import zoo
+
+    assert zoo.create_model is zoo.registry.create_model  # the lazy names are the real functions
+    assert set(zoo.__all__) <= set(dir(zoo))
