@@ -1,8 +1,20 @@
-"""The progress bar: Lightning's Rich bar, fed at its redraw rate."""
+"""The progress bar: Lightning's Rich bar, fed at its redraw rate, showing this epoch's running training loss.
+
+Two changes to Lightning's ``RichProgressBar``:
+
+- **Fed at the redraw rate.** The bar is redrawn ``refresh_rate`` times a second by a background thread, but
+  Lightning's callback updates it after every batch all the same: it moves the bar and reads every logged
+  metric (an ``.item()`` per value), mostly for updates no redraw ever shows. Here a batch updates the bar only
+  once ``1 / refresh_rate`` seconds have passed, and the last batch of a loop always does, so it ends full.
+  docs/benchmarks.md has the measured cost.
+- **No stale numbers.** The tasks log ``train/loss_step`` every ``log_every_n_steps`` steps and
+  ``train/loss_epoch`` at the end of an epoch, so a bar showing them would show the first step's loss for 49
+  steps and the previous epoch's loss for a whole epoch. The bar shows ``train/loss`` instead: the mean over
+  the batches of the current epoch so far (the task's ``train_stats``), read when the bar is updated.
+"""
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
@@ -11,29 +23,32 @@ from pytorch_lightning.callbacks import RichProgressBar as _LightningRichProgres
 
 
 class RichProgressBar(_LightningRichProgressBar):
-    """Lightning's Rich progress bar, fed at most ``refresh_rate`` times a second instead of after every batch.
-
-    The bar is redrawn ``refresh_rate`` times a second by a background thread. Lightning's callback updates
-    it after every batch all the same: it moves the bar and reads every logged metric
-    (``trainer.progress_bar_metrics``, an ``.item()`` per value), about 75 us, 1.6% of a LeNet-5 step on
-    this project's CPU, and mostly for updates no redraw ever shows. Here a batch updates the bar only once
-    that interval has passed, and the last batch of a loop always does, so the bar still ends full.
-    """
+    """Lightning's Rich progress bar, updated at most ``refresh_rate`` times a second, with a live training loss."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._next_update = 0.0
 
-    def _due(self, current: int, total: Any) -> bool:
+    def _due(self, current: int, total: int | float) -> bool:
+        """Whether batch ``current`` of ``total`` updates the bar: the interval has passed, or it is the last."""
         if not self.is_enabled:
             return False
-        if isinstance(total, list):  # per dataloader
-            total = total[self._current_eval_dataloader_idx or 0] if total else math.inf
         now = time.monotonic()
         if now < self._next_update and current < total:
             return False
         self._next_update = now + 1.0 / self.refresh_rate
         return True
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        stats = getattr(pl_module, "train_stats", None)
+        if trainer.training and stats is not None and int(stats.count) > 0:  # in an epoch: its running mean
+            items.pop("train/loss_step", None)
+            items.pop("train/loss_epoch", None)  # the previous epoch's
+            items["train/loss"] = float(stats.loss_sum / stats.count)
+        else:
+            items.pop("train/loss_step", None)  # between epochs train/loss_epoch is the epoch just finished
+        return items
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
@@ -42,17 +57,16 @@ class RichProgressBar(_LightningRichProgressBar):
 
     def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
                                 batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        total = trainer.num_sanity_val_batches if trainer.sanity_checking else trainer.num_val_batches
-        if self._due(batch_idx + 1, total):
+        totals = trainer.num_sanity_val_batches if trainer.sanity_checking else trainer.num_val_batches
+        if self._due(batch_idx + 1, totals[dataloader_idx]):
             super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
 
     def on_test_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                           batch_idx: int, dataloader_idx: int = 0) -> None:
-        if self._due(batch_idx + 1, trainer.num_test_batches):
+        if self._due(batch_idx + 1, trainer.num_test_batches[dataloader_idx]):
             super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
 
     def on_predict_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                              batch_idx: int, dataloader_idx: int = 0) -> None:
-        if self._due(batch_idx + 1, trainer.num_predict_batches):
+        if self._due(batch_idx + 1, trainer.num_predict_batches[dataloader_idx]):
             super().on_predict_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
-
