@@ -36,9 +36,8 @@ def instantiate_loss(loss: dict[str, Any] | None) -> nn.Module:
 class TrainEpochStats(Metric):
     """Sums over an epoch's training steps: the loss (weighted by batch size) and, for classification, the
     correct predictions. Processes are synchronised once, when :meth:`compute` gives the epoch's means.
-
-    One update per step costs about 25 microseconds of a CPU; torchmetrics' ``MeanMetric`` plus
-    ``MulticlassAccuracy`` cost about 65, 1.4% of a LeNet-5 step on this project's CPU.
+    Three sums cost less per step than torchmetrics' ``MeanMetric`` plus ``MulticlassAccuracy``
+    (docs/benchmarks.md).
     """
 
     full_state_update = False
@@ -65,9 +64,9 @@ class Task(pl.LightningModule):
     ``_eval_step(batch, stage)``, the optimizer and schedule from zoo.training.optim, and the training loss.
 
     Training loss: ``train/loss_step`` every ``log_every_n_steps`` steps and the epoch means
-    ``train/loss_epoch`` (and, with ``count_correct``, ``train/acc``). ``self.log`` costs about a
-    millisecond of Python per call, as much as a whole LeNet-5 step on a CPU, so the epoch means are
-    accumulated on the device by :class:`TrainEpochStats` and logged once per epoch.
+    ``train/loss_epoch`` (and, with ``count_correct``, ``train/acc``). ``self.log`` is costly Python next
+    to a small network's step, so the epoch means are accumulated on the device by :class:`TrainEpochStats`
+    and logged once per epoch.
     """
 
     count_correct = False  # tasks that pass `correct` to log_train_loss set this, to log train/acc

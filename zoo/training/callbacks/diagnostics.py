@@ -16,10 +16,11 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.trainer.states import TrainerFn
 from torch import nn
 
 from zoo.errors import ZooError
-from zoo.training.callbacks.figures import confusion_figure, wrong_figure
+from zoo.training.callbacks.figures import class_name, confusion_figure, per_class_figure, wrong_figure
 
 
 def _strip(name: str) -> str:
@@ -38,8 +39,7 @@ class TensorBoardDiagnostics(Callback):
     ``num_wrong`` misclassified test images with the highest confidence, titled "predicted (p) / true").
 
     Cost: nothing runs on the other steps. Histograms are per epoch because they are the expensive part
-    (about 35 ms for LeNet-5's 20 tensors on a CPU core, against 2 ms for all its gradient norms): every
-    100 steps they added 7% to a LeNet-5 epoch.
+    (far more than all the gradient norms; docs/benchmarks.md has the figures).
     """
 
     def __init__(
@@ -51,6 +51,8 @@ class TensorBoardDiagnostics(Callback):
         confusion_matrix: bool = True,
         num_wrong: int = 16,
         dead_units: bool = True,
+        per_class: bool = True,
+        pr_curves_max_classes: int = 100,
     ) -> None:
         if every_n_steps < 1:
             raise ZooError(f"diagnostics every_n_steps must be >= 1; got {every_n_steps}")
@@ -66,6 +68,8 @@ class TensorBoardDiagnostics(Callback):
         self.confusion_matrix = confusion_matrix
         self.num_wrong = int(num_wrong)
         self.dead_units = dead_units
+        self.per_class = per_class
+        self.pr_curves_max_classes = int(pr_curves_max_classes)
         self._graph_done = False
         self._hooks: list[Any] = []
         self._dead: dict[str, list[torch.Tensor]] = {}
@@ -74,6 +78,8 @@ class TensorBoardDiagnostics(Callback):
     def _reset_test(self) -> None:
         self._cm: torch.Tensor | None = None
         self._wrong: list[tuple[float, int, int, torch.Tensor]] = []  # (confidence, predicted, true, image)
+        self._probs: list[torch.Tensor] = []  # N x classes softmax outputs, for the precision-recall curves
+        self._labels: list[torch.Tensor] = []
 
     @staticmethod
     def _tensorboard(trainer: pl.Trainer) -> Any:
@@ -177,7 +183,10 @@ class TensorBoardDiagnostics(Callback):
         c = outputs.shape[1]
         probs = outputs.float().softmax(1)
         conf, pred = probs.max(1)
-        if self.confusion_matrix:
+        if self.pr_curves_max_classes and c <= self.pr_curves_max_classes:
+            self._probs.append(probs.cpu())
+            self._labels.append(y.cpu())
+        if self.confusion_matrix or self.per_class:
             counts = torch.bincount(y * c + pred, minlength=c * c).view(c, c)
             self._cm = counts if self._cm is None else self._cm + counts
         if self.num_wrong and isinstance(x, torch.Tensor) and x.ndim == 4:
@@ -190,13 +199,23 @@ class TensorBoardDiagnostics(Callback):
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         writer = self._tensorboard(trainer)
-        if writer is None or (self._cm is None and not self._wrong):
+        if writer is None or (self._cm is None and not self._wrong and not self._probs):
             return
         facts = (pl_module.hparams.get("data") or {}).get("facts", {}) if hasattr(pl_module, "hparams") else {}
         names = list(facts.get("class_names") or [])
         step = trainer.global_step
-        if self._cm is not None:
+        if self._cm is not None and self.confusion_matrix:
             writer.add_figure("test/confusion_matrix", confusion_figure(self._cm.cpu(), names), step)
+        if self._cm is not None and self.per_class:  # recall of each class: the diagonal over the row sums
+            cm = self._cm.cpu().double()
+            acc = (cm.diagonal() / cm.sum(1).clamp(min=1)).tolist()
+            for i, a in enumerate(acc):
+                writer.add_scalar(f"test/acc_per_class/{class_name(names, i)}", a, step)
+            writer.add_figure("test/acc_per_class", per_class_figure(acc, names), step)
+        if self._probs:  # TensorBoard's PR-curve plugin: one curve per class, that class against the rest
+            probs, labels = torch.cat(self._probs), torch.cat(self._labels)
+            for i in range(probs.shape[1]):
+                writer.add_pr_curve(f"test/pr_curve/{class_name(names, i)}", labels == i, probs[:, i], step)
         if self._wrong:
             mean, std = facts.get("mean") or [], facts.get("std") or []
             writer.add_figure("test/most_confident_wrong", wrong_figure(self._wrong, names, mean, std), step)
@@ -234,3 +253,54 @@ class AugmentedBatchImages(Callback):
             logger.experiment.add_image("train/augmented_batch", grid, trainer.global_step)
 
 
+
+
+class EpochCurves(Callback):
+    """``RUN/curves.png``: training and validation loss and metrics per epoch, for people who do not start
+    TensorBoard. Written when fitting ends; the history is part of the checkpoint, so a resumed run's picture
+    starts at epoch 1 too.
+
+    Lightning runs validation inside a training epoch and the task logs the epoch's training means after the
+    callbacks' ``on_train_epoch_end``, so validation numbers are taken when validation ends and the training
+    means of epoch ``e`` when epoch ``e + 1`` starts (or fitting ends).
+    """
+
+    TRAIN = ("train/loss_epoch", "train/acc")
+    VAL = ("val/loss", "val/acc", "val/mse", "val/ppl")
+
+    def __init__(self, filename: str = "curves.png") -> None:
+        self.filename = filename
+        self.history: dict[str, dict[int, float]] = {}
+
+    def _take(self, trainer: pl.Trainer, tags: tuple[str, ...], epoch: int) -> None:
+        for tag in tags:
+            value = trainer.callback_metrics.get(tag)
+            if value is not None and torch.as_tensor(value).numel() == 1:
+                self.history.setdefault(tag, {})[epoch] = float(value)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking and trainer.state.fn == TrainerFn.FITTING:
+            self._take(trainer, self.VAL, trainer.current_epoch)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch > 0:
+            self._take(trainer, self.TRAIN, trainer.current_epoch - 1)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._take(trainer, self.TRAIN, trainer.current_epoch - 1)  # the loop has counted the last epoch
+        if not trainer.is_global_zero or not self.history:
+            return
+        import matplotlib.pyplot as plt
+
+        from zoo.training.callbacks.figures import curves_figure
+
+        fig = curves_figure(self.history)
+        fig.savefig(f"{trainer.default_root_dir}/{self.filename}", dpi=100)
+        plt.close(fig)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": {tag: dict(points) for tag, points in self.history.items()}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        history = state_dict.get("history") or {}
+        self.history = {str(tag): {int(e): float(v) for e, v in points.items()} for tag, points in history.items()}

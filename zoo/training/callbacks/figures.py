@@ -8,8 +8,27 @@ from typing import Any
 import torch
 
 
-def _class_name(names: list[str], i: int) -> str:
+def class_name(names: list[str], i: int) -> str:
+    """The name of class ``i``, or its index where the data has no names."""
     return names[i] if i < len(names) else str(i)
+
+
+def per_class_figure(acc: list[float], class_names: list[str]) -> Any:
+    """Test accuracy of each class (its recall) as horizontal bars, worst first: where the errors are."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = sorted(range(len(acc)), key=lambda i: acc[i])
+    fig, ax = plt.subplots(figsize=(5, max(2.0, 0.25 * len(acc) + 0.8)))
+    ax.barh(range(len(acc)), [acc[i] for i in order], color="tab:blue")
+    ax.set_yticks(range(len(acc)), [class_name(class_names, i) for i in order], fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("test accuracy (recall)")
+    ax.set_title("accuracy per class")
+    fig.tight_layout()
+    return fig
 
 
 def confusion_figure(cm: torch.Tensor, class_names: list[str]) -> Any:
@@ -64,8 +83,30 @@ def wrong_figure(wrong: list[tuple[float, int, int, torch.Tensor]], class_names:
             ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1)
         else:
             ax.imshow(img[:3].permute(1, 2, 0).numpy())
-        ax.set_title(f"{_class_name(class_names, pred)} ({conf:.2f}) / {_class_name(class_names, true)}", fontsize=7)
+        ax.set_title(f"{class_name(class_names, pred)} ({conf:.2f}) / {class_name(class_names, true)}", fontsize=7)
     fig.tight_layout()
     return fig
 
 
+
+
+def curves_figure(history: dict[str, dict[int, float]]) -> Any:
+    """Loss (left) and the other metrics (right) per epoch, training and validation side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    losses = {k: v for k, v in history.items() if k.endswith("loss") or k.endswith("loss_epoch")}
+    others = {k: v for k, v in history.items() if k not in losses}
+    fig, axes = plt.subplots(1, 2 if others else 1, figsize=(9 if others else 4.5, 3.2), squeeze=False)
+    for ax, group, label in zip(axes[0], (losses, others), ("loss", "metric")):
+        for tag, points in sorted(group.items()):
+            epochs = sorted(points)
+            ax.plot([e + 1 for e in epochs], [points[e] for e in epochs], marker="o", markersize=3, label=tag)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
