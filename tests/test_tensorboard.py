@@ -48,7 +48,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={run_dir}",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return {**_read(run_dir / "tensorboard"), "dir": run_dir}
+    return {**_read(run_dir / "tensorboard"), "dir": run_dir, "output": proc.stdout + proc.stderr}
 
 
 @pytest.mark.slow
@@ -62,6 +62,8 @@ def test_curves_learning_rate_and_hparams(run: dict) -> None:
     for step in range(4):
         assert lr[step] == pytest.approx(1e-3 * (0.01 + 0.99 * step / 4), rel=1e-5)
     assert lr[4] == pytest.approx(1e-3, rel=1e-5)
+    # one val/acc point per epoch: re-validating the best checkpoint after fitting adds none
+    assert [s for s, _ in scalars["val/acc"]] == [s for s, _ in scalars["train/loss_epoch"]] == [5, 11]
     assert b"model.name" in run["hparams"] and b"mlp" in run["hparams"] and b"optimizer.lr" in run["hparams"]
 
 
@@ -150,3 +152,10 @@ def test_epoch_curves_record_each_epochs_numbers_and_resume(tmp_path: Path) -> N
     again = EpochCurves()
     again.load_state_dict(curves.state_dict())  # what a checkpoint keeps
     assert again.history == curves.history
+
+
+@pytest.mark.slow
+def test_terminal_shows_macs_and_no_lightning_tips(run: dict) -> None:
+    out = run["output"]
+    assert "Total MACs" in out and "Total FLOPs: 0 " not in out
+    assert "Tip:" not in out and "LeafSpec" not in out

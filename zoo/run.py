@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from zoo.errors import ZooError, causes
 from zoo.init import init_weights
+from zoo.training.callbacks.progress import quiet_lightning
 from zoo.training.callbacks.resume_state import ResumeState, SafeCheckpointIO
 from zoo.training.tasks import task_class
 from zoo.weights import load_checkpoint
@@ -61,7 +62,7 @@ def build_task(cfg: DictConfig, dm: Any) -> pl.LightningModule:
     cls = task_class(dm.task)
     if cfg.get("l1") and "l1" not in inspect.signature(cls).parameters:
         raise ZooError(f"l1={cfg.l1}: the L1 penalty is an option of classification tasks, not of {dm.task!r} data")
-    return cls(
+    task = cls(
         model=_container(cfg.model),
         num_classes=dm.num_classes,
         in_channels=getattr(dm, "in_channels", dm.input_shape[0]),  # sequences: features per step or vocabulary
@@ -71,6 +72,9 @@ def build_task(cfg: DictConfig, dm: Any) -> pl.LightningModule:
         data={"config": _container(cfg.data), "facts": dm.facts()},
         **({"l1": float(cfg.l1)} if cfg.get("l1") else {}),  # L1 penalty on weights (ClassificationTask)
     )
+    if len(dm.input_shape) == 3:  # images: one sample lets the model summary count multiply-accumulates
+        task.example_input_array = torch.zeros(1, *dm.input_shape)
+    return task
 
 
 def trainer_config(cfg: DictConfig) -> DictConfig:
@@ -82,6 +86,7 @@ def trainer_config(cfg: DictConfig) -> DictConfig:
 
 
 def build_trainer(cfg: DictConfig, **extra: Any) -> pl.Trainer:
+    quiet_lightning()
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
     callbacks.append(ResumeState(str(output_dir(cfg))))  # RNG states etc., so a resume is exact
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c and "_target_" in c]
@@ -187,7 +192,9 @@ def train(cfg: DictConfig) -> float | None:
     if best and Path(best).is_file():  # evaluate the weights that best.ckpt holds, loaded safely
         task.load_state_dict(load_checkpoint(best)["state_dict"])
         metrics["checkpoint"] = str(Path(best).resolve())
+    loggers, trainer.loggers = trainer.loggers, []  # the best epoch's numbers again: not a new point on val/ curves
     trainer.validate(task, datamodule=dm, verbose=False)
+    trainer.loggers = loggers
     metrics.update(_numbers(trainer.callback_metrics, ("val/",)))
     if cfg.get("test", True):
         trainer.test(task, datamodule=dm, verbose=False)

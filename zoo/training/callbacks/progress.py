@@ -15,11 +15,43 @@ Two changes to Lightning's ``RichProgressBar``:
 
 from __future__ import annotations
 
+import logging
 import time
+import warnings
 from typing import Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import RichModelSummary as _LightningRichModelSummary
 from pytorch_lightning.callbacks import RichProgressBar as _LightningRichProgressBar
+
+
+class _NoTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB} Tip:")
+
+
+def quiet_lightning() -> None:
+    """What Lightning prints on every run and a user can do nothing about goes: its advertisement for a logging
+    service and a deprecation warning from its own code (``isinstance(treespec, LeafSpec)``)."""
+    logger = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    if not any(isinstance(f, _NoTips) for f in logger.filters):
+        logger.addFilter(_NoTips())
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
+class RichModelSummary(_LightningRichModelSummary):
+    """Lightning's model summary with the multiply-accumulates of one example (the task's ``example_input_array``,
+    one sample of the data's shape): Lightning counts FLOPs, two per multiply-accumulate."""
+
+    def summarize(self, summary_data: Any, total_parameters: int, trainable_parameters: int, model_size: float,
+                  total_training_modes: Any, total_flops: int, **summarize_kwargs: Any) -> None:
+        super().summarize(summary_data, total_parameters, trainable_parameters, model_size, total_training_modes,
+                          total_flops, **summarize_kwargs)
+        if total_flops:  # Lightning calls summarize on the global-zero process only
+            from pytorch_lightning.utilities.model_summary.model_summary import get_human_readable_count
+            from rich import get_console
+
+            get_console().print(f"[bold]Total MACs[/]: {get_human_readable_count(total_flops // 2)} (one sample)")
 
 
 class RichProgressBar(_LightningRichProgressBar):
