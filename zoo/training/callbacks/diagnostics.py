@@ -19,6 +19,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.trainer.states import TrainerFn
 from torch import nn
 
+from datamodules.augment import denormalize
 from zoo.errors import ZooError
 from zoo.training.callbacks.figures import class_name, confusion_figure, per_class_figure, wrong_figure
 
@@ -247,7 +248,7 @@ class AugmentedBatchImages(Callback):
         dm = getattr(trainer, "datamodule", None)
         mean, std = list(getattr(dm, "mean", ())), list(getattr(dm, "std", ()))
         if len(mean) == x.shape[1] and len(std) == x.shape[1]:
-            x = x * torch.tensor(std).view(1, -1, 1, 1) + torch.tensor(mean).view(1, -1, 1, 1)
+            x = denormalize(x, mean, std)
         grid = make_grid(x.clamp(0, 1), nrow=self.nrow, padding=2, pad_value=1.0)
         for logger in tb:
             logger.experiment.add_image("train/augmented_batch", grid, trainer.global_step)

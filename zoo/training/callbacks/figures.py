@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from datamodules.augment import denormalize
+
 
 def class_name(names: list[str], i: int) -> str:
     """The name of class ``i``, or its index where the data has no names."""
@@ -75,7 +77,7 @@ def wrong_figure(wrong: list[tuple[float, int, int, torch.Tensor]], class_names:
         ax.axis("off")
     for ax, (conf, pred, true, img) in zip(axes.flat, wrong):
         if len(mean) == img.shape[0] and len(std) == img.shape[0]:
-            img = img * torch.tensor(std).view(-1, 1, 1) + torch.tensor(mean).view(-1, 1, 1)
+            img = denormalize(img[None], mean, std)[0]
         else:
             img = (img - img.min()) / (img.max() - img.min()).clamp(min=1e-8)
         img = img.clamp(0, 1)
