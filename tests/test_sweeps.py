@@ -296,6 +296,34 @@ def test_nan_guard_watches_every_step_and_reports_the_first_bad_loss() -> None:
         guard.on_train_epoch_end(trainer, None)
 
 
+def test_nan_guard_stops_a_loss_that_diverges_to_a_finite_value() -> None:
+    from types import SimpleNamespace
+
+    trainer = SimpleNamespace(optimizers=[], current_epoch=0)
+    guard = nan_guard.NaNGuard(check_every_n_steps=4, diverge_factor=10, diverge_steps=3)
+    guard.on_fit_start(trainer, None)
+    losses = [2.0, 25.0, 30.0, 1.0, 21.0, 400.0, 3.0, 3.0]  # spikes of 2 steps above 10 x 2.0: not yet
+    for i, loss in enumerate(losses):
+        guard.on_train_batch_end(trainer, None, {"loss": torch.tensor(loss)}, None, i)
+    with pytest.raises(nan_guard.TrainingDiverged, match=r"above 10x its first value \(2\) for 3 steps, "
+                                                         r"reaching 60 at epoch 0, batch 10; lower"):
+        for i, loss in enumerate([21.0, 22.0, 60.0, 70.0], start=8):
+            guard.on_train_batch_end(trainer, None, {"loss": torch.tensor(loss)}, None, i)
+    off = nan_guard.NaNGuard(check_every_n_steps=1, diverge_steps=0)
+    off.on_fit_start(trainer, None)
+    for i, loss in enumerate([1.0] + [1e6] * 50):  # huge but finite: the check is off
+        off.on_train_batch_end(trainer, None, {"loss": torch.tensor(loss)}, None, i)
+
+
+def test_train_py_stops_adam_at_lr_1e4_in_one_line(tmp_path: Path) -> None:
+    proc = run_script("train.py", "optimizer.lr=1e4", "trainer.max_epochs=1", f"hydra.run.dir={tmp_path}",
+                      "callbacks.progress_bar.refresh_rate=0", "trainer.enable_model_summary=false")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: training diverged: train/loss stayed above 100x"), lines
+    assert json.loads((tmp_path / "status.json").read_text())["status"] == "failed"
+
+
 def test_failed_trial_tensors_are_gone_when_memory_is_released(tmp_path: Path, monkeypatch) -> None:
     """On a GPU the next trial needs the memory of the failed one: it must be unreachable by empty_cache() time."""
     import weakref
