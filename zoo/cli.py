@@ -122,4 +122,12 @@ def main(hydra_main: Callable[[], Any], resume: bool = False) -> None:
         fail(str(e))
     if resume:
         sys.argv[1:] = resume_overrides(sys.argv[1:])
+        run_dir = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("hydra.run.dir=")), None)
+        if run_dir and not {"-m", "--multirun"} & set(sys.argv[1:]):
+            from zoo.rundir import check_free
+
+            try:  # before Hydra writes RUN/.hydra over a live run's config
+                check_free(run_dir)
+            except ZooError as e:
+                fail(str(e))
     hydra_main()

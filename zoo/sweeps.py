@@ -90,18 +90,31 @@ def run_trial(fn: Callable[[DictConfig], float | None], cfg: DictConfig) -> floa
 
     In a multirun a failure is recorded with its reason and ``None`` is returned, so the launcher
     moves on to the next trial (Optuna marks a trial that returns ``None`` as failed). A single run
-    re-raises, and the entry point turns a user error into one line and exit 2.
+    re-raises, and the entry point turns a user error into one line and exit 2. Ctrl-C records
+    ``interrupted`` and exits 130. The run directory is locked while the trial runs (zoo.rundir): a
+    directory that another live run holds is refused before anything in it is written.
     """
+    from zoo.rundir import locked
+
     run_dir = Path(cfg.paths.output_dir)
+    with locked(run_dir):
+        return _run_locked(fn, cfg, run_dir)
+
+
+def _run_locked(fn: Callable[[DictConfig], float | None], cfg: DictConfig, run_dir: Path) -> float | None:
     metric = cfg.get("optimized_metric", "val/acc")
     start = time.time()
     write_status(run_dir, "running", metric=metric)
     reason = None
     try:
         value = fn(cfg)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C: Lightning shuts down, then calls sys.exit(1)
+        if isinstance(e, SystemExit) and e.code in (0, None):
+            raise
         write_status(run_dir, "interrupted", metric=metric, seconds=round(time.time() - start, 1))
-        raise
+        print(f"interrupted: {run_dir / STATUS_FILE} says so; resume with python train.py "
+              f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", file=sys.stderr, flush=True)
+        raise SystemExit(130) from None
     except Exception as e:
         reason = failure_reason(e)
         write_status(run_dir, "failed", reason=reason, metric=metric, seconds=round(time.time() - start, 1))
