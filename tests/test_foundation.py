@@ -122,8 +122,8 @@ def test_checkpoint_carries_what_rebuilds_the_model(default_run: tuple[Path, str
     [
         ("train.py", ["model=lenet6"], "unknown model 'lenet6'"),
         ("train.py", ["data=mnist_huge"], "unknown data 'mnist_huge'"),
-        ("train.py", ["data.batch_size=0"], "data.batch_size must be a positive integer"),
-        ("train.py", ["trainer.max_epochs=-2"], "trainer.max_epochs must be a positive integer"),
+        ("train.py", ["data.batch_size=0"], "data.batch_size must be a whole number >= 1; got 0"),
+        ("train.py", ["trainer.max_epochs=-2"], "trainer.max_epochs must be a whole number >= 1; got -2"),
         ("eval.py", ["ckpt_path=/nonexistent/best.ckpt"], "checkpoint not found: /nonexistent/best.ckpt"),
         ("eval.py", [f"ckpt_path={ROOT / 'README.md'}"], "not a readable checkpoint"),
     ],

@@ -154,7 +154,7 @@ def test_optuna_search_is_reproducible_and_survives_failed_trials(tmp_path: Path
     rows = _rows(tmp_path / "a")
     failed = [row for row in rows if row["status"] == "failed"]
     assert len(failed) == batch.count("0")
-    assert all("data.batch_size must be a positive integer" in row["reason"] for row in failed)
+    assert all("data.batch_size must be a whole number >= 1; got 0" in row["reason"] for row in failed)
     assert rows[0]["status"] == "ok"
     assert float(rows[0]["val/acc"]) == pytest.approx(best_a["best_value"])
     assert best_a["best_params"]["data.batch_size"] == 64

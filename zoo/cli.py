@@ -50,19 +50,101 @@ def group_options(group: str, config_dir: Path = CONFIG_DIR) -> list[str]:
 
 def check_overrides(argv: list[str], config_dir: Path = CONFIG_DIR) -> None:
     """Reject ``group=name`` overrides whose config does not exist, naming the valid ones."""
+    multirun = bool({"-m", "--multirun"} & set(argv))
     for arg in argv:
         m = _GROUP_OVERRIDE.match(arg)
         if not m or m.group(1).startswith("hydra/") or not (config_dir / m.group(1)).is_dir():
             continue  # hydra/launcher=joblib etc. live in plugins: Hydra names the valid ones itself
         group, value = m.groups()
-        if value in ("null", "") or any(c in value for c in "()[]{}$"):
+        if value == "null" and not arg.startswith("~"):  # Hydra: "Config group override must be a string"
+            raise ZooError(f"{arg}: name one {group}; "
+                           f"valid: {', '.join(group_options(group, config_dir))}")
+        if value == "" or any(c in value for c in "()[]{}$"):
             continue  # sweep functions and interpolations are Hydra's to judge
         options = group_options(group, config_dir)
+        if "," in value and not multirun:
+            raise ZooError(f"{arg} names several {group} options: add -m to run one after the other "
+                           f"(python {Path(sys.argv[0]).name} -m {arg})")
         for choice in value.split(","):
-            if choice and not (config_dir / group / f"{choice}.yaml").is_file():
+            if choice and choice not in options:  # names only: model=../data/mnist is no model
                 close = difflib.get_close_matches(choice, options, n=3, cutoff=0.5)
                 hint = f" (did you mean {', '.join(close)}?)" if close else ""
                 raise ZooError(f"unknown {group} {choice!r}{hint}; valid: {', '.join(options)}")
+
+
+def _first_lines(e: BaseException) -> str:
+    """Hydra's and OmegaConf's messages on one line, without their ``full_key``/``object_type`` trailer."""
+    lines = []
+    for line in str(e).strip().splitlines():
+        if line.strip().startswith(("full_key:", "object_type", "reference_type")):
+            break
+        lines.append(line.strip())
+    return " ".join(lines)
+
+
+def _whole(value: Any, name: str, low: int, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        bound = f"from {low} to {high}" if high is not None else f">= {low}"
+        raise ZooError(f"{name} must be a whole number {bound}; got {value!r}")
+
+
+SCHEDULE_COUNTS = ("step_size", "T_max", "total_steps", "total_iters", "warmup_steps", "warmup_epochs", "patience")
+
+
+def check_config(cfg: Any) -> None:
+    """Values a user can get wrong, caught on the composed config before anything is built (no torch needed)."""
+    if cfg.get("model") is None or not cfg.model.get("name"):
+        raise ZooError(f"a model is needed: model=NAME; valid: {', '.join(group_options('model'))}")
+    _whole(cfg.get("seed"), "seed", 0, 2**32 - 1)
+    l1 = cfg.get("l1")
+    if l1 is not None and (isinstance(l1, bool) or not isinstance(l1, (int, float)) or not 0 <= l1 < float("inf")):
+        raise ZooError(f"l1 must be a number >= 0 (the L1 penalty's weight); got {l1!r}")
+    if cfg.get("data") is not None and cfg.data.get("batch_size") is not None:
+        _whole(cfg.data.batch_size, "data.batch_size", 1)
+    trainer = cfg.get("trainer") or {}
+    if trainer.get("max_epochs") is not None:
+        _whole(trainer.max_epochs, "trainer.max_epochs", 1)
+    if trainer.get("accumulate_grad_batches") is not None:
+        _whole(trainer.accumulate_grad_batches, "trainer.accumulate_grad_batches", 1)
+    scheduler = cfg.get("scheduler") or {}
+    for key in SCHEDULE_COUNTS:
+        if scheduler.get(key) is not None:
+            _whole(scheduler[key], f"scheduler.{key}", 0 if key.startswith("warmup") or key == "patience" else 1)
+
+
+def check_run_dir(argv: list[str]) -> None:
+    """``hydra.run.dir=`` / ``hydra.sweep.dir=`` must be a directory that can be made (not a file, not /proc)."""
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key not in ("hydra.run.dir", "hydra.sweep.dir") or not value:
+            continue
+        path = Path(value).expanduser()
+        if path.exists() and not path.is_dir():
+            raise ZooError(f"{key}={value} is a file, not a directory")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ZooError(f"{key}={value}: cannot make that directory ({e.strerror})") from e
+
+
+def compose_check(config_name: str, argv: list[str], config_dir: Path = CONFIG_DIR) -> Any:
+    """Compose the config as Hydra is about to, so a bad override is one line before Hydra or torch start.
+
+    Hydra reports composition errors itself over several lines with exit 1. Sweeps (``-m``) are left to
+    Hydra: each trial is composed there, and a failed trial is recorded by the sweep.
+    """
+    if {"-m", "--multirun"} & set(argv):
+        return None
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    overrides = [a for a in argv if not a.startswith("-")]
+    try:
+        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+            return compose(config_name=config_name, overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ZooError(_first_lines(e)) from e
 
 
 def _override_key(arg: str) -> str:
@@ -111,23 +193,28 @@ def resume_overrides(argv: list[str]) -> list[str]:
     return [*earlier, *[a for a in argv if not only_undoes_additions(a)], f"hydra.run.dir={run_dir}"]
 
 
-def main(hydra_main: Callable[[], Any], resume: bool = False) -> None:
-    """Run a ``@hydra.main`` function after checking the command line's group names.
+def main(hydra_main: Callable[[], Any], resume: bool = False, config_name: str = "train") -> None:
+    """Run a ``@hydra.main`` function after checking the command line: group names, the run directory and the
+    composed config's values (train.py), each mistake one line, before Hydra or torch start.
 
-    ``resume=True`` (train.py): a ``ckpt_path=`` inside a run directory continues in that directory.
+    ``resume=True`` (train.py): a ``ckpt_path=`` inside a run directory continues in that directory, which
+    another live run must not hold.
     """
+    argv = sys.argv[1:]
     try:
-        check_overrides(sys.argv[1:])
-    except ZooError as e:
-        fail(str(e))
-    if resume:
-        sys.argv[1:] = resume_overrides(sys.argv[1:])
-        run_dir = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("hydra.run.dir=")), None)
-        if run_dir and not {"-m", "--multirun"} & set(sys.argv[1:]):
+        check_overrides(argv)
+        if resume:
+            argv = resume_overrides(argv)
+        check_run_dir(argv)
+        cfg = compose_check(config_name, argv)
+        if cfg is not None and config_name == "train":
+            check_config(cfg)
+        run_dir = next((a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")), None)
+        if resume and run_dir and cfg is not None:
             from zoo.rundir import check_free
 
-            try:  # before Hydra writes RUN/.hydra over a live run's config
-                check_free(run_dir)
-            except ZooError as e:
-                fail(str(e))
+            check_free(run_dir)  # before Hydra writes RUN/.hydra over a live run's config
+    except ZooError as e:
+        fail(str(e))
+    sys.argv[1:] = argv
     hydra_main()

@@ -21,6 +21,7 @@ from hydra.utils import instantiate
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from zoo.cli import check_config
 from zoo.errors import ZooError, causes
 from zoo.init import init_weights
 from zoo.training.callbacks.progress import quiet_lightning
@@ -31,16 +32,6 @@ from zoo.weights import load_checkpoint
 
 def _container(cfg: Any) -> Any:
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
-
-
-def check_config(cfg: DictConfig) -> None:
-    """Values a user can get wrong, caught before anything is built."""
-    bs = cfg.data.get("batch_size")
-    if bs is not None and (not isinstance(bs, int) or bs <= 0):
-        raise ZooError(f"data.batch_size must be a positive integer; got {bs}")
-    epochs = cfg.trainer.get("max_epochs")
-    if epochs is not None and (not isinstance(epochs, int) or epochs <= 0):
-        raise ZooError(f"trainer.max_epochs must be a positive integer; got {epochs}")
 
 
 def output_dir(cfg: DictConfig) -> Path:
