@@ -255,6 +255,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         from zoo.predict import predict
 
         return {"predictions": predict(str(paths), str(cfg.predict), cfg.get("topk", 5), output_dir(cfg))}
+    if cfg.get("visualize"):  # visualize=filters|features|gradcam|deconv|saliency: pictures, not test metrics
+        from zoo.visualize import visualize
+
+        v = _container(cfg.visualize)  # kind, image, layer, channels
+        return {"figure": str(visualize(str(paths), **v, run_dir=output_dir(cfg), data_dir=cfg.get("data_dir")))}
     ckpt = load_checkpoint(cfg.ckpt_path)
     hp = ckpt["hyper_parameters"]
     data_cfg = OmegaConf.create(hp["data"]["config"])
