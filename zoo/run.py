@@ -178,6 +178,10 @@ def train(cfg: DictConfig) -> float | None:
     _prepare_finetune(cfg, task, resuming=bool(ckpt_path))
     _prepare_speed(cfg, task)
     trainer = build_trainer(cfg)
+    if cfg.get("lr_find"):  # Lightning's range test on optimizer.lr; training then starts from its suggestion
+        from zoo.lr_find import find_lr
+
+        find_lr(cfg, trainer, task, dm)
 
     metrics: dict[str, Any] = {}
     if cfg.get("train", True):
