@@ -174,6 +174,10 @@ def test_layer_names_and_the_error_that_lists_them() -> None:
     assert stage_layers(resnet, x) == ["relu", "layer1", "layer2", "layer3", "layer4"]
     assert default_layer(resnet, x) == "layer4"
     assert check_layer(resnet, x, "layer3.1.conv2") == (1, 256, 4, 4)
+    vgg = zoo.create_model("vgg11_bn", num_classes=10).eval()  # at 32 pixels its adaptive pool blows 1x1 up to 7x7
+    x = torch.zeros(1, 3, 32, 32)
+    assert check_layer(vgg, x, "avgpool") == (1, 512, 7, 7)
+    assert default_layer(vgg, x) == "features.27" and "avgpool" not in stage_layers(vgg, x)
 
 
 def _events(run_dir: Path) -> set[str]:

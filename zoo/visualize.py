@@ -146,9 +146,19 @@ def check_layer(net: nn.Module, x: torch.Tensor, name: str) -> tuple[int, ...]:
     raise ZooError(f"visualize.layer={name}: {why}; valid: {', '.join(shown)}")
 
 
+_RESAMPLE = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)  # fixed-size pools before a classifier: not a stage
+
+
+def _stage_candidates(net: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple[int, ...]]]:
+    """``feature_layers`` without 1x1 maps (pooled to a vector) and adaptive pools (a resampling, not a stage:
+    VGG's at 32 pixels blows a 1x1 map up to 7x7)."""
+    modules = dict(net.named_modules())
+    return [(n, s) for n, s in feature_layers(net, x) if s[2] * s[3] > 1 and not isinstance(modules[n], _RESAMPLE)]
+
+
 def default_layer(net: nn.Module, x: torch.Tensor) -> str:
-    """The last layer with maps larger than 1x1: the deepest convolutional evidence (Grad-CAM's choice)."""
-    layers = [n for n, s in feature_layers(net, x) if s[2] * s[3] > 1]
+    """The last stage with maps larger than 1x1: the deepest convolutional evidence (Grad-CAM's choice)."""
+    layers = [n for n, _ in _stage_candidates(net, x)]
     if not layers:
         raise ZooError(f"{type(net).__name__} has no layer with N x C x H x W feature maps to visualise")
     return layers[-1]
@@ -157,9 +167,7 @@ def default_layer(net: nn.Module, x: torch.Tensor) -> str:
 def stage_layers(net: nn.Module, x: torch.Tensor) -> list[str]:
     """One layer per stage: for each run of equal spatial size (above 1x1), the shallowest module that finishes last."""
     groups: list[list[tuple[str, tuple[int, ...]]]] = []
-    for name, shape in feature_layers(net, x):
-        if shape[2] * shape[3] == 1:
-            continue  # pooled to a vector: no map to look at
+    for name, shape in _stage_candidates(net, x):
         if groups and groups[-1][-1][1][2:] == shape[2:]:
             groups[-1].append((name, shape))
         else:
