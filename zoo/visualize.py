@@ -45,6 +45,8 @@ from zoo.errors import ZooError
 KINDS = ("filters", "features", "gradcam", "deconv", "saliency")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 TOP = 9  # Zeiler & Fergus show the top 9 activations of each channel
+# how many images each kind uses, from a folder or from the test split
+NUM_IMAGES = {"features": 1, "gradcam": 16, "saliency": 16, "deconv": 500}
 
 
 # -- the two ReLU rules ----------------------------------------------------------------------------
@@ -365,82 +367,101 @@ def _first_conv(net: nn.Module, layer: str | None) -> tuple[str, nn.Module]:
     raise ZooError(f"{type(net).__name__} has no Conv2d layer: its filters cannot be drawn")
 
 
+def _class_namer(facts: dict[str, Any]) -> Any:
+    names = facts.get("class_names") or []
+    return lambda i: names[i] if i < len(names) else str(i)
+
+
+def filters_figure(net: nn.Module, layer: str | None = None) -> Any:
+    """The kernels of the first Conv2d (or of ``layer``), each scaled so that zero is grey; RGB when it reads RGB."""
+    name, conv = _first_conv(net, layer)
+    w = conv.weight.detach().float()[:64]  # out x in x k x k
+    tiles = [_signed(f if f.shape[0] == 3 else f.mean(0, keepdim=True)) for f in w]
+    return _figure(tiles, [str(i) for i in range(len(tiles))], 8,
+                   f"{name}: {conv.out_channels} filters {tuple(conv.kernel_size)}, zero is grey")
+
+
+def features_figure(net: nn.Module, images: torch.Tensor, shown: torch.Tensor, layers: list[str],
+                    channels: int | Sequence[int] | None = None, cols: int = 8) -> Any:
+    """One row per layer for the first image: the image, then the chosen (default: the most active) maps."""
+    x = images[:1]
+    rows: list[tuple[list[Any], list[str]]] = []
+    for name in layers:
+        with torch.no_grad():
+            _, act = _activation(net, x, name)  # 1 x K x h x w
+        chosen = _channels(channels, act.shape[1])
+        if chosen is None:
+            chosen = act[0].flatten(1).mean(1).topk(min(cols - 1, act.shape[1])).indices.tolist()
+        rows.append(([_rgb(shown[0])] + [_unit(act[0, c]).unsqueeze(0) for c in chosen],
+                     ["input"] + [f"{name} ch{c}" for c in chosen]))
+    width = max(len(tiles) for tiles, _ in rows)
+    tiles = [t for row, _ in rows for t in row + [None] * (width - len(row))]
+    titles = [t for row, names in rows for t in names + [""] * (width - len(row))]
+    return _figure(tiles, titles, width, "feature maps per stage (each map scaled to its own range)")
+
+
+def gradcam_figure(net: nn.Module, images: torch.Tensor, shown: torch.Tensor, layer: str, cls: Any) -> Any:
+    """Each image beside its Grad-CAM heat map for the predicted class."""
+    with torch.no_grad():
+        pred = net(images).argmax(1)
+    cams = grad_cam(net, images, layer, pred)
+    tiles, titles = [], []
+    for img, cam, p in zip(shown, cams, pred.tolist()):
+        tiles += [_rgb(img), 0.5 * _rgb(img) + 0.5 * _heat(cam)]
+        titles += ["image", f"{cls(p)} @ {layer}"]
+    return _figure(tiles, titles, 8, f"Grad-CAM of the predicted class at {layer}")
+
+
+def saliency_figure(net: nn.Module, images: torch.Tensor, shown: torch.Tensor, cls: Any) -> Any:
+    """Each image beside its guided-backpropagation saliency for the predicted class."""
+    with torch.no_grad():
+        pred = net(images).argmax(1)
+    grads = guided_backprop(net, images, pred)
+    tiles, titles = [], []
+    for img, g, p in zip(shown, grads, pred.tolist()):
+        tiles += [_rgb(img), _signed(g)]
+        titles += ["image", f"guided bp: {cls(p)}"]
+    return _figure(tiles, titles, 8, "guided-backpropagation saliency of the predicted class (zero is grey)")
+
+
+def deconv_figure(net: nn.Module, images: torch.Tensor, shown: torch.Tensor, layer: str,
+                  channels: int | Sequence[int] | None = None) -> Any:
+    """Per channel two rows: the top-9 projections to pixel space, and below them the images they come from."""
+    peaks, top = top_activations(net, images, layer)
+    chosen = _channels(channels, peaks.shape[1])
+    if chosen is None:  # the four channels whose top activations are strongest
+        strength = peaks.topk(top.shape[1], dim=0).values.mean(0)
+        chosen = sorted(strength.topk(min(4, peaks.shape[1])).indices.tolist())
+    tiles: list[Any] = []
+    titles: list[str] = []
+    for c in chosen:
+        idx = top[c].tolist()
+        pad = [None] * (TOP - len(idx))
+        tiles += [_rgb(_signed(deconv_projection(net, images[i : i + 1], layer, c)[0])) for i in idx] + pad
+        tiles += [_rgb(shown[i]) for i in idx] + pad
+        titles += [f"ch{c} {peaks[i, c]:.2f}" for i in idx] + [""] * (len(pad) + TOP)
+    return _figure(tiles, titles, TOP, f"deconvnet at {layer}: top {TOP} images per channel, projected to pixels")
+
+
 def figure_for(kind: str, net: nn.Module, images: torch.Tensor, facts: dict[str, Any], layer: str | None = None,
                channels: int | Sequence[int] | None = None) -> Any:
     """The matplotlib figure of one kind of picture for normalised ``images`` (N x C x H x W)."""
-    mean, std = facts["mean"], facts["std"]
-    names = facts.get("class_names") or [str(i) for i in range(facts.get("num_classes", 0))]
-    shown = denormalize(images, mean, std).clamp(0, 1)  # what the images look like
-
-    def cls(i: int) -> str:
-        return names[i] if i < len(names) else str(i)
-
     if kind == "filters":
-        name, conv = _first_conv(net, layer)
-        w = conv.weight.detach().float()[:64]  # out x in x k x k
-        tiles = [_signed(f if f.shape[0] == 3 else f.mean(0, keepdim=True)) for f in w]
-        return _figure(tiles, [str(i) for i in range(len(tiles))], 8,
-                       f"{name}: {conv.out_channels} filters {tuple(conv.kernel_size)}, zero is grey")
-    layer = layer if layer is None else str(layer)
+        return filters_figure(net, layer)
+    if kind not in KINDS:
+        raise ZooError(f"visualize={kind!r}: valid: {', '.join(KINDS)}")
     if layer is not None:
-        check_layer(net, images, layer)
+        check_layer(net, images, str(layer))
+    shown = denormalize(images, facts["mean"], facts["std"]).clamp(0, 1)  # what the images look like
     if kind == "features":
-        x = images[:1]
-        layers = [layer] if layer is not None else stage_layers(net, x)
-        tiles: list[Any] = []
-        titles: list[str] = []
-        cols = 8
-        for name in layers:
-            with torch.no_grad():
-                _, act = _activation(net, x, name)
-            chosen = _channels(channels, act.shape[1])
-            if chosen is None:  # the most active maps of the stage
-                chosen = act[0].flatten(1).mean(1).topk(min(cols - 1, act.shape[1])).indices.tolist()
-            row = [_rgb(shown[0])] + [_unit(act[0, c]).unsqueeze(0) for c in chosen]
-            row_titles = ["input"] + [f"{name} ch{c}" for c in chosen]
-            cols = max(cols, len(row))
-            tiles.append((row, row_titles))
-        flat, flat_titles = [], []
-        for row, row_titles in tiles:
-            pad = cols - len(row)
-            flat += row + [None] * pad
-            flat_titles += row_titles + [""] * pad
-        return _figure(flat, flat_titles, cols, "feature maps per stage (each map scaled to its own range)")
-    if kind == "gradcam":
-        layer = layer or default_layer(net, images)
-        with torch.no_grad():
-            pred = net(images).argmax(1)
-        cams = grad_cam(net, images, layer, pred)
-        tiles, titles = [], []
-        for img, cam, p in zip(shown, cams, pred.tolist()):
-            tiles += [_rgb(img), 0.5 * _rgb(img) + 0.5 * _heat(cam)]
-            titles += ["image", f"{cls(p)} @ {layer}"]
-        return _figure(tiles, titles, 8, f"Grad-CAM of the predicted class at {layer}")
+        layers = [str(layer)] if layer is not None else stage_layers(net, images[:1])
+        return features_figure(net, images, shown, layers, channels)
     if kind == "saliency":
-        with torch.no_grad():
-            pred = net(images).argmax(1)
-        grads = guided_backprop(net, images, pred)
-        tiles, titles = [], []
-        for img, g, p in zip(shown, grads, pred.tolist()):
-            tiles += [_rgb(img), _signed(g)]
-            titles += ["image", f"guided bp: {cls(p)}"]
-        return _figure(tiles, titles, 8, "guided-backpropagation saliency of the predicted class (zero is grey)")
-    if kind == "deconv":
-        layer = layer or default_layer(net, images)
-        peaks, top = top_activations(net, images, layer)
-        chosen = _channels(channels, peaks.shape[1])
-        if chosen is None:  # the channels whose top activations are strongest
-            chosen = peaks.topk(min(TOP, len(images)), dim=0).values.mean(0).topk(min(4, peaks.shape[1])).indices
-            chosen = sorted(chosen.tolist())
-        tiles, titles = [], []
-        for c in chosen:
-            idx = top[c].tolist()
-            projections = [deconv_projection(net, images[i : i + 1], layer, c)[0] for i in idx]
-            pad = [None] * (TOP - len(idx))
-            tiles += [_rgb(_signed(p)) for p in projections] + pad + [_rgb(shown[i]) for i in idx] + pad
-            titles += [f"ch{c} {peaks[i, c]:.2f}" for i in idx] + [""] * len(pad) + ["" for _ in idx] + [""] * len(pad)
-        return _figure(tiles, titles, TOP, f"deconvnet at {layer}: top {TOP} images per channel, projected to pixels")
-    raise ZooError(f"visualize={kind!r}: valid: {', '.join(KINDS)}")
+        return saliency_figure(net, images, shown, _class_namer(facts))
+    layer = str(layer) if layer is not None else default_layer(net, images)
+    if kind == "gradcam":
+        return gradcam_figure(net, images, shown, layer, _class_namer(facts))
+    return deconv_figure(net, images, shown, layer, channels)
 
 
 def visualize(ckpt_path: str | Path, kind: str, image: str | Path | None = None, layer: str | None = None,
@@ -461,12 +482,12 @@ def visualize(ckpt_path: str | Path, kind: str, image: str | Path | None = None,
     net = load_pretrained(ckpt).float().eval()
     for p in net.parameters():
         p.requires_grad_(False)  # gradients flow to activations and pixels only
-    wanted = {"features": 1, "gradcam": 8, "saliency": 8, "deconv": 500, "filters": 1}[kind]
-    if image is not None:
-        images = read_images(image_paths(image)[: max(wanted, 16) if kind != "deconv" else None], facts)
+    if kind == "filters":  # weights only: no images to read
+        fig = filters_figure(net, layer)
     else:
-        images = _test_images(hp, wanted, data_dir)
-    fig = figure_for(kind, net, images, facts, layer, channels)
+        n = NUM_IMAGES[kind]
+        images = read_images(image_paths(image)[:n], facts) if image is not None else _test_images(hp, n, data_dir)
+        fig = figure_for(kind, net, images, facts, layer, channels)
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
