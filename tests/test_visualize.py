@@ -235,3 +235,18 @@ def test_a_misspelt_kind_names_the_valid_ones() -> None:
     with pytest.raises(ZooError, match=r"unknown visualize 'gradcm' \(did you mean gradcam\?\); "
                                        r"valid: deconv, features, filters, gradcam, saliency$"):
         check_overrides(["visualize=gradcm"])
+
+
+def test_a_checkpoint_cannot_choose_what_is_instantiated(tmp_path: Path) -> None:
+    """Without visualize.image the test split is rebuilt from the checkpoint's data config: only zoo's own
+    datamodules may be named there, at the top level and nowhere else."""
+    ckpt_path = write_checkpoint(tmp_path / "lenet.ckpt")
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    good = ckpt["hyper_parameters"]["data"]["config"]
+    for bad in ({**good, "_target_": "os.system", "command": "touch pwned"},
+                {**good, "seed": {"_target_": "os.system", "command": "touch pwned"}}):
+        ckpt["hyper_parameters"]["data"]["config"] = bad
+        torch.save(ckpt, tmp_path / "bad.ckpt")
+        with pytest.raises(ZooError, match="not one of zoo's datamodules .*datamodules.vision.MNISTTiny"):
+            visualize(tmp_path / "bad.ckpt", "gradcam", run_dir=tmp_path / "out")
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()

@@ -322,12 +322,38 @@ def read_images(paths: Sequence[Path], facts: dict[str, Any]) -> torch.Tensor:
     return normalize(torch.stack(out), facts["mean"], facts["std"])
 
 
-def _test_images(hp: dict[str, Any], n: int, data_dir: str | None) -> torch.Tensor:
+def _targets(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        own = [str(node["_target_"])] if "_target_" in node else []
+        return own + [t for k, v in node.items() if k != "_target_" for t in _targets(v)]
+    if isinstance(node, (list, tuple)):
+        return [t for v in node for t in _targets(v)]
+    return []
+
+
+def trusted_data_config(config: Any, source: str) -> dict[str, Any]:
+    """A checkpoint's data config, if the only class it names is the datamodule of one of zoo's own ``data``
+    configs: the file is data, and a ``_target_`` read from it must not choose what ``instantiate`` calls."""
+    import yaml
+
+    from zoo.cli import CONFIG_DIR, group_options
+
+    allowed = {str((yaml.safe_load((CONFIG_DIR / "data" / f"{o}.yaml").read_text()) or {}).get("_target_"))
+               for o in group_options("data")}
+    targets = _targets(config)
+    if not isinstance(config, dict) or len(targets) != 1 or targets[0] != config.get("_target_") \
+            or targets[0] not in allowed:
+        raise ZooError(f"{source}: its data config names {targets or 'no class'}, not one of zoo's datamodules "
+                       f"({', '.join(sorted(allowed))}); pass visualize.image=FILE_OR_FOLDER instead")
+    return config
+
+
+def _test_images(hp: dict[str, Any], n: int, data_dir: str | None, source: str) -> torch.Tensor:
     """The first ``n`` (normalised) images of the checkpoint's test split, when no image is given."""
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    data_cfg = OmegaConf.create(hp["data"]["config"])
+    data_cfg = OmegaConf.create(trusted_data_config(hp["data"]["config"], source))
     if data_dir:
         data_cfg.data_dir = data_dir
     dm = instantiate(data_cfg)
@@ -486,7 +512,10 @@ def visualize(ckpt_path: str | Path, kind: str, image: str | Path | None = None,
         fig = filters_figure(net, layer)
     else:
         n = NUM_IMAGES[kind]
-        images = read_images(image_paths(image)[:n], facts) if image is not None else _test_images(hp, n, data_dir)
+        if image is not None:
+            images = read_images(image_paths(image)[:n], facts)
+        else:
+            images = _test_images(hp, n, data_dir, str(ckpt_path))
         fig = figure_for(kind, net, images, facts, layer, channels)
 
     run_dir = Path(run_dir)
