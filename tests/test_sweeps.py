@@ -77,6 +77,7 @@ def test_grid_sweep_records_diverged_trials_and_summarises(tmp_path: Path) -> No
             assert "diverged" in row["reason"] and row["val/acc"] == ""
     md = (sweep_dir / "sweep_summary.md").read_text()
     assert md.count("\n| ") == 5 and "training diverged" in md  # header + 4 trials
+    assert (sweep_dir / "sweep_summary.png").is_file()  # the metric against optimizer and optimizer.lr
 
     # TensorBoard over the sweep directory: each finished trial has an HParams session with its settings
     # and the hp/ metrics of its metrics.json

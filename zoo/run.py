@@ -174,6 +174,10 @@ def train(cfg: DictConfig) -> float | None:
     _prepare_finetune(cfg, task, resuming=bool(ckpt_path))
     _prepare_speed(cfg, task)
     trainer = build_trainer(cfg)
+    if cfg.get("lr_find"):  # Lightning's range test on optimizer.lr; training then starts from its suggestion
+        from zoo.lr_find import find_lr
+
+        find_lr(cfg, trainer, task, dm)
 
     metrics: dict[str, Any] = {}
     if cfg.get("train", True):
@@ -253,6 +257,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         from zoo.predict import predict
 
         return {"predictions": predict(str(paths), str(cfg.predict), cfg.get("topk", 5), output_dir(cfg))}
+    if cfg.get("visualize"):  # visualize=filters|features|gradcam|deconv|saliency: pictures, not test metrics
+        from zoo.visualize import visualize
+
+        v = _container(cfg.visualize)  # kind, image, layer, channels
+        return {"figure": str(visualize(str(paths), **v, run_dir=output_dir(cfg), data_dir=cfg.get("data_dir")))}
     ckpt = load_checkpoint(cfg.ckpt_path)
     hp = ckpt["hyper_parameters"]
     data_cfg = OmegaConf.create(hp["data"]["config"])

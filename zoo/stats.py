@@ -8,7 +8,8 @@ convolution or pool with kernel k, stride s and dilation d turns (field r, jump 
 (r + (k - 1) d j, j s); an operation with several inputs (add, concatenate) takes the largest field.
 
 ``python -m zoo.stats [PATTERN]`` prints the README's model table (built on the meta device: no memory,
-no arithmetic, a few seconds for the whole zoo).
+no arithmetic, a few seconds for the whole zoo); ``python -m zoo.stats NAME --plot`` prints one model's stages
+and draws their receptive fields into ``receptive_field_NAME.png``.
 """
 
 from __future__ import annotations
@@ -229,8 +230,84 @@ def model_table(pattern: str | None = None) -> str:
     return "\n".join(rows)
 
 
+def receptive_field_figure(s: Summary, title: str) -> Any:
+    """Two panels: each stage's receptive field drawn as a square centred on the input frame (what one unit of the
+    stage's last maps sees), and the field and the jump per stage against the input size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    h, w = s.input_size[-2:]
+    fig, (frame, curve) = plt.subplots(1, 2, figsize=(10, 4.2))
+    colours = plt.get_cmap("viridis")([i / max(1, len(s.stages) - 1) for i in range(len(s.stages))])
+    frame.add_patch(Rectangle((0, 0), w, h, fill=True, color="0.92", zorder=0))
+    frame.add_patch(Rectangle((0, 0), w, h, fill=False, color="black", lw=1.5, label=f"input {h}x{w}"))
+    for st, colour in zip(s.stages, colours):
+        r = st.receptive_field
+        frame.add_patch(Rectangle(((w - r) / 2, (h - r) / 2), r, r, fill=False, color=colour, lw=1.2,
+                                  label=f"{'x'.join(map(str, st.size))}: {r}"))
+    reach = max([h, w] + [st.receptive_field for st in s.stages])
+    frame.set_xlim(w / 2 - reach / 2 - 2, w / 2 + reach / 2 + 2)
+    frame.set_ylim(h / 2 + reach / 2 + 2, h / 2 - reach / 2 - 2)
+    frame.set_aspect("equal")
+    frame.set_title("receptive field of one unit, centred", fontsize=9)
+    frame.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), title="stage: field", title_fontsize=7)
+    x = list(range(len(s.stages)))
+    curve.plot(x, [st.receptive_field for st in s.stages], "o-", label="receptive field")
+    curve.plot(x, [st.jump for st in s.stages], "s--", label="jump (stride so far)")
+    curve.axhline(max(h, w), color="black", lw=0.8, ls=":", label=f"input size {max(h, w)}")
+    curve.set_yscale("log", base=2)
+    curve.set_xticks(x, ["x".join(map(str, st.size)) for st in s.stages], rotation=45, fontsize=7)
+    curve.set_xlabel("stage (map size)")
+    curve.set_ylabel("input pixels")
+    curve.legend(fontsize=7)
+    curve.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_receptive_field(name: str, out_dir: str = ".") -> str:
+    """``python -m zoo.stats NAME --plot``: the stage table printed, ``receptive_field_NAME.png`` written."""
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+
+    from zoo.errors import ZooError
+    from zoo.registry import entry
+
+    e = entry(name)
+    if e.kind != "image":
+        raise ZooError(f"{name} is a {e.kind} model: receptive fields are drawn for image models")
+    with torch.device("meta"):
+        model = e.builder(num_classes=1000, in_channels=e.input_size[0])
+    s = summary(model, e.input_size)
+    print(s)
+    path = Path(out_dir) / f"receptive_field_{name}.png"
+    fig = receptive_field_figure(s, f"{name} at {'x'.join(map(str, e.input_size))}: receptive field per stage")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"plot: {path}")
+    return str(path)
+
+
 def main(argv: list[str] | None = None) -> None:
+    """``python -m zoo.stats [PATTERN]``: the model table; ``python -m zoo.stats NAME --plot``: one model's fields."""
+    from zoo import cli
+    from zoo.errors import ZooError
+
     argv = sys.argv[1:] if argv is None else argv
+    if "--plot" in argv:
+        names = [a for a in argv if a != "--plot"]
+        if len(names) != 1:
+            cli.fail("usage: python -m zoo.stats NAME --plot  (one model name, e.g. resnet18)")
+        try:
+            plot_receptive_field(names[0])
+        except ZooError as e:
+            cli.fail(str(e))
+        return
     print(model_table(argv[0] if argv else None))
 
 

@@ -9,7 +9,8 @@ numbered directory under one sweep directory. Three things make it usable:
 - ``zoo.training.callbacks.nan_guard.NaNGuard`` (a Lightning callback) stops a trial whose training loss is
   no longer finite, instead of training on garbage for the remaining epochs.
 - :class:`SweepSummary` (a Hydra callback) writes ``sweep_summary.csv`` and ``sweep_summary.md`` in
-  the sweep directory at the end of a multirun, best trial first; ``python -m zoo.sweeps DIR``
+  the sweep directory at the end of a multirun, best trial first, and ``sweep_summary.png``: the optimised
+  metric against each varied setting; ``python -m zoo.sweeps DIR``
   rebuilds them for any existing sweep directory.
 """
 
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 STATUS_FILE = "status.json"
 SUMMARY_CSV = "sweep_summary.csv"
 SUMMARY_MD = "sweep_summary.md"
+SUMMARY_PNG = "sweep_summary.png"
 
 
 # -- one trial ---------------------------------------------------------------------------------
@@ -225,13 +227,18 @@ def _fmt(v: Any) -> str:
     return "" if v is None else str(v)
 
 
-def summary_rows(trials: list[Trial]) -> tuple[list[str], list[dict[str, Any]], list[str]]:
-    """The table: column names, one row per trial, and the overrides every trial shares."""
+def varying_settings(trials: list[Trial]) -> tuple[list[dict[str, str]], list[str]]:
+    """Each trial's overrides as a dict, and the keys whose value differs between trials (in command-line order)."""
     parsed = [dict(_split_override(o) for o in t.overrides) for t in trials]
     keys: list[str] = []
     for p in parsed:
         keys += [k for k in p if k not in keys]
-    varying = [k for k in keys if len({p.get(k) for p in parsed}) > 1]
+    return parsed, [k for k in keys if len({p.get(k) for p in parsed}) > 1]
+
+
+def summary_rows(trials: list[Trial]) -> tuple[list[str], list[dict[str, Any]], list[str]]:
+    """The table: column names, one row per trial, and the overrides every trial shares."""
+    parsed, varying = varying_settings(trials)
     common = [o for o in (trials[0].overrides if trials else []) if _split_override(o)[0] not in varying]
     metric = trials[0].metric if trials else "val/acc"
     names = sorted({k for t in trials for k in t.metrics}, key=lambda k: (not k.startswith("val/"), k))
@@ -266,7 +273,65 @@ def write_summary(sweep_dir: Path | str) -> tuple[Path, Path]:
 
     md_path = sweep_dir / SUMMARY_MD
     md_path.write_text(_markdown(sweep_dir, trials, columns, rows, common))
+    fig = summary_figure(trials)
+    if fig is not None:
+        import matplotlib.pyplot as plt
+
+        fig.savefig(sweep_dir / SUMMARY_PNG, dpi=100)
+        plt.close(fig)
     return csv_path, md_path
+
+
+def _number(v: str | None) -> float | None:
+    try:
+        return float(v) if v not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def summary_figure(trials: list[Trial], max_panels: int = 6) -> Any | None:
+    """The optimised metric against each varied setting, one point per trial with a value, the best one starred.
+
+    Numeric settings get a numeric axis (logarithmic when all are positive and span more than a factor of 20,
+    as learning rates do); others, one position per value. ``None`` when no setting varies or no trial has a value.
+    """
+    parsed, varying = varying_settings(trials)
+    scored = [(t, p) for t, p in zip(trials, parsed) if t.objective is not None]
+    if not varying or not scored:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = varying[:max_panels]
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3.0), squeeze=False, sharey=True)
+    best = trials[0] if trials[0].objective is not None else None
+    for ax, key in zip(axes[0], keys):
+        values = [p.get(key) for _, p in scored]
+        numbers = [_number(v) for v in values]
+        if all(n is not None for n in numbers):
+            xs: list[float] = [float(n) for n in numbers]  # type: ignore[arg-type]
+            if min(xs) > 0 and max(xs) / min(xs) > 20:
+                ax.set_xscale("log")
+        else:
+            labels = sorted({str(v) for v in values}, key=_natural_key)
+            xs = [float(labels.index(str(v))) for v in values]
+            ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=8)
+        ys = [t.objective for t, _ in scored]
+        ax.scatter(xs, ys, s=25, color="tab:blue")
+        for (t, _), x, y in zip(scored, xs, ys):
+            if t is best:
+                ax.scatter([x], [y], s=120, marker="*", color="tab:red", zorder=3)
+        ax.set_xlabel(key)
+        ax.grid(alpha=0.3)
+    metric, mode = scored[0][0].metric, scored[0][0].mode
+    axes[0][0].set_ylabel(f"{metric} ({mode})")
+    missing = len(trials) - len(scored)
+    note = f"; {missing} trial{'s' if missing != 1 else ''} without a value not shown" if missing else ""
+    fig.suptitle(f"{len(scored)} trials, best starred{note}", fontsize=9)
+    fig.tight_layout()
+    return fig
 
 
 def _markdown(sweep_dir: Path, trials: list[Trial], columns: list[str], rows: list[dict[str, Any]],
@@ -307,7 +372,8 @@ class SweepSummary(Callback):
         except ZooError as e:
             log.warning("no sweep summary: %s", e)
             return
-        print(f"\n{md_path.read_text()}\nsweep summary: {md_path} and {csv_path.name}", flush=True)
+        png = f", {SUMMARY_PNG}" if (sweep_dir / SUMMARY_PNG).is_file() else ""
+        print(f"\n{md_path.read_text()}\nsweep summary: {md_path} and {csv_path.name}{png}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -323,7 +389,8 @@ def main(argv: list[str] | None = None) -> None:
     except ZooError as e:
         cli.fail(str(e))
     print(md_path.read_text(), end="")
-    print(f"\nwrote {md_path} and {csv_path}")
+    png = md_path.parent / SUMMARY_PNG
+    print(f"\nwrote {md_path} and {csv_path}" + (f" and {png}" if png.is_file() else ""))
 
 
 if __name__ == "__main__":
