@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from zoo.extras import require
+
 
 def _class_name(names: list[str], i: int) -> str:
     return names[i] if i < len(names) else str(i)
@@ -14,7 +16,7 @@ def _class_name(names: list[str], i: int) -> str:
 
 def confusion_figure(cm: torch.Tensor, class_names: list[str]) -> Any:
     """A matplotlib figure of a confusion matrix: rows true classes, columns predictions, row-normalised colour."""
-    import matplotlib
+    matplotlib = require("matplotlib", "figures", "the figures of callbacks.diagnostics")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -44,7 +46,7 @@ def confusion_figure(cm: torch.Tensor, class_names: list[str]) -> Any:
 def wrong_figure(wrong: list[tuple[float, int, int, torch.Tensor]], class_names: list[str], mean: list[float],
                  std: list[float]) -> Any:
     """A grid of misclassified images (un-normalised with the data's mean/std), titled "pred (p) / true"."""
-    import matplotlib
+    matplotlib = require("matplotlib", "figures", "the figures of callbacks.diagnostics")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
