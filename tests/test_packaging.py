@@ -171,3 +171,21 @@ def test_wheel_installs_and_trains_outside_the_repository(tmp_path: Path) -> Non
     bad = subprocess.run([venv / "bin" / "zoo-train", "model=lenet6"], cwd=user, capture_output=True, text=True,
                          timeout=300, env={"PATH": f"{venv / 'bin'}:/usr/bin:/bin"})
     assert bad.returncode == 2 and bad.stderr.startswith("error: unknown model 'lenet6' (did you mean lenet5")
+
+
+def test_provenance_records_commit_versions_and_command(tmp_path: Path, monkeypatch) -> None:
+    from zoo import provenance
+
+    for var in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK", "SUBMITIT_LOCAL_GLOBALID"):
+        monkeypatch.delenv(var, raising=False)
+    record = json.loads(provenance.record(tmp_path, argv=["train.py", "seed=3", "model=lenet5"]).read_text())
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:  # a checkout: the commit zoo was imported from
+        assert record["git"]["commit"] == head.stdout.strip() and isinstance(record["git"]["dirty"], bool)
+    assert record["python"] == sys.version.split()[0]
+    assert record["packages"]["torch"] == metadata.version("torch")
+    assert record["command"] == f"{Path(sys.executable).name} train.py seed=3 model=lenet5"
+    assert record["zoo_version"] == PYPROJECT["project"]["version"]
+
+    monkeypatch.setenv("LOCAL_RANK", "1")  # a second DDP process writes nothing: rank 0 has written it
+    assert provenance.record(tmp_path / "rank1") is None and not (tmp_path / "rank1").exists()
