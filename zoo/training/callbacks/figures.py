@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from datamodules.augment import denormalize
+from zoo.extras import require
 
 
 def class_name(names: list[str], i: int) -> str:
@@ -17,7 +18,7 @@ def class_name(names: list[str], i: int) -> str:
 
 def per_class_figure(acc: list[float], class_names: list[str]) -> Any:
     """Test accuracy of each class (its recall) as horizontal bars, worst first: where the errors are."""
-    import matplotlib
+    matplotlib = require("matplotlib", "figures", "the figures of callbacks.diagnostics")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -35,7 +36,7 @@ def per_class_figure(acc: list[float], class_names: list[str]) -> Any:
 
 def confusion_figure(cm: torch.Tensor, class_names: list[str]) -> Any:
     """A matplotlib figure of a confusion matrix: rows true classes, columns predictions, row-normalised colour."""
-    import matplotlib
+    matplotlib = require("matplotlib", "figures", "the figures of callbacks.diagnostics")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -65,7 +66,7 @@ def confusion_figure(cm: torch.Tensor, class_names: list[str]) -> Any:
 def wrong_figure(wrong: list[tuple[float, int, int, torch.Tensor]], class_names: list[str], mean: list[float],
                  std: list[float]) -> Any:
     """A grid of misclassified images (un-normalised with the data's mean/std), titled "pred (p) / true"."""
-    import matplotlib
+    matplotlib = require("matplotlib", "figures", "the figures of callbacks.diagnostics")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -94,7 +95,7 @@ def wrong_figure(wrong: list[tuple[float, int, int, torch.Tensor]], class_names:
 
 def curves_figure(history: dict[str, dict[int, float]]) -> Any:
     """Loss (left) and the other metrics (right) per epoch, training and validation side by side."""
-    import matplotlib
+    matplotlib = require("matplotlib", "figures", "the figures of callbacks.diagnostics")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
