@@ -92,6 +92,7 @@ def test_model_info_weights_are_torchvisions_metadata(hub: Path) -> None:
     assert [(w["tag"], w["source"], w["num_classes"]) for w in timm_info] == [("tf_in1k", "timm", 1000)]
     assert timm_info[0]["preprocessing"]["interpolation"] == "bicubic"
     assert timm_info[0]["preprocessing"]["crop"] == 299 and timm_info[0]["preprocessing"]["mean"] == (0.5,) * 3
+    assert pretrained.requested("inception_v4", "inception_v4.tf_in1k").tag == "tf_in1k"  # timm's full name
 
 
 def test_list_models_pretrained_lists_exactly_the_models_with_weights() -> None:
@@ -285,3 +286,34 @@ def test_finetune_from_a_tag_with_frozen_backbone(hub: Path, tmp_path: Path) -> 
     for k in ("layer1.0.conv1.weight", "layer4.1.bn2.running_var", "layer4.1.bn2.weight"):
         assert torch.equal(tuned[f"net.{k}"], ref[k]), k  # frozen: exactly the published weights
     assert tuned["net.fc.weight"].shape == (10, 512)
+
+
+@pytest.mark.slow
+def test_finetune_recipe_starts_from_the_imagenet_weights(hub: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from fake_data import write_cifar10
+    from hydra import compose, initialize_config_dir
+
+    import zoo.training.finetune as finetune
+    from zoo.run import train
+
+    tv = _torchvision_resnet18(hub)
+    write_cifar10(tmp_path / "data")
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=resnet18_imagenet_cifar10", "trainer=cpu",
+                                          "++trainer.fast_dev_run=true", f"paths.data_dir={tmp_path / 'data'}",
+                                          f"paths.output_dir={tmp_path / 'run'}", "data.batch_size=4",
+                                          "data.eval_batch_size=4", "trainer.precision=32-true"])
+    assert (cfg.model.pretrained, cfg.model.stem, cfg.optimizer.backbone_lr_scale) == ("IMAGENET1K_V1", "imagenet", 0.1)
+    seen = {}
+    load = finetune.load_pretrained_into
+
+    def spy(net, *args, **kwargs):  # the task's network right after the weights went in
+        note = load(net, *args, **kwargs)
+        seen["conv1"], seen["fc"], seen["note"] = net.conv1.weight.detach().clone(), net.fc.weight.shape, note
+        return note
+
+    monkeypatch.setattr(finetune, "load_pretrained_into", spy)
+    train(cfg)
+    assert torch.equal(seen["conv1"], tv.conv1.weight) and seen["fc"] == (10, 512)
+    assert seen["note"].startswith("note: pretrained classifier has 1000 classes, the data has 10")

@@ -187,8 +187,11 @@ def resolve(name: str, pretrained: bool | str | Path) -> tuple[Path, Weights | N
 
 
 def requested(name: str, pretrained: bool | str | Path) -> Weights | None:
-    """The published weights ``pretrained`` names (true or a tag), or None when it is a path; nothing downloaded."""
-    if isinstance(pretrained, Path) or (isinstance(pretrained, str) and _looks_like_path(pretrained)):
+    """The published weights ``pretrained`` names (true, a tag, or timm's ``arch.tag``), or None when it is a path;
+    nothing is downloaded."""
+    if isinstance(pretrained, str) and pretrained.startswith(name + ".") and not Path(pretrained).exists():
+        pretrained = pretrained[len(name) + 1:]  # timm's full name, inception_v4.tf_in1k
+    elif isinstance(pretrained, Path) or (isinstance(pretrained, str) and _looks_like_path(pretrained)):
         return None
     return select(name, pretrained)
 
@@ -375,3 +378,20 @@ def evaluate_config(cfg: Any, run_dir: Path) -> dict[str, Any]:
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(f"run directory: {run_dir}", flush=True)
     return metrics
+
+
+def weights_table() -> str:
+    """The README's table: each model with published weights, its tags with ImageNet-1k acc@1, preprocessing."""
+    from zoo.registry import list_models
+
+    rows = ["| model | source | tags, ImageNet-1k acc@1 | resize / crop |", "|---|---|---|---|"]
+    for name in list_models(pretrained=True):
+        ws = list(available(name).values())
+        tags = ", ".join(f"{w.tag} {w.metrics['acc@1']:.3f}" if w.metrics.get("acc@1") == w.metrics.get("acc@1")
+                         and "acc@1" in w.metrics else f"{w.tag} (no acc@1 in its metadata)" for w in ws)
+        rows.append(f"| `{name}` | {ws[0].source} | {tags} | {ws[0].resize} / {ws[0].crop}, {ws[0].interpolation} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(weights_table())
