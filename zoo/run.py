@@ -247,6 +247,10 @@ def _report(metrics: dict[str, Any], run_dir: Path) -> None:
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Test a checkpoint on the test split of the data it was trained on; write ``metrics.json``."""
+    if cfg.get("pretrained"):  # published weights (zoo.pretrained): ImageNet val folder, or predict= class names
+        from zoo.pretrained import evaluate_config
+
+        return evaluate_config(cfg, output_dir(cfg))
     if not cfg.get("ckpt_path"):
         raise ZooError("eval.py needs ckpt_path=PATH to a checkpoint written by train.py")
     paths = OmegaConf.to_container(cfg.ckpt_path) if OmegaConf.is_list(cfg.ckpt_path) else cfg.ckpt_path

@@ -677,7 +677,7 @@ class InceptionResNetV2(_Net):
         self.repeat_1 = nn.Sequential(*[Block17(scale=0.10) for _ in range(20)])
         self.mixed_7a = Mixed_7a()
         self.repeat_2 = nn.Sequential(*[Block8(scale=0.20) for _ in range(9)])
-        self.block8 = Block8(no_relu=True)
+        self.block8 = Block8(scale=1.0, no_relu=True)
         self.conv2d_7b = _conv(2080, 1536, 1)
         self.dropout = nn.Dropout(dropout)
         self.last_linear = nn.Linear(1536, num_classes)

@@ -35,19 +35,27 @@ def task_classifier_keys(task: nn.Module) -> set[str]:
     return classifier_keys(dict(hp["model"]), hp["num_classes"], hp["in_channels"], image_size)
 
 
-def load_pretrained_into(net: nn.Module, path: str | Path, model_name: str, head: set[str]) -> str | None:
-    """Copy the weights of ``path`` (any format load_pretrained reads) into ``net``; return a note if the head changed.
+def load_pretrained_into(net: nn.Module, path: bool | str | Path, model_name: str, head: set[str]) -> str | None:
+    """Copy the weights ``path`` names into ``net``; return a note if the head changed.
 
+    ``path`` is ``true`` (the model's default published weights), a tag (``IMAGENET1K_V2``), or a file in any
+    format load_pretrained reads; tags resolve through :mod:`zoo.pretrained` (torch.hub's cache, downloads).
     The classifier (``head`` keys) is kept freshly initialised when its shape differs (other classes);
     an RGB first convolution is summed over its input channels for grayscale data (timm does the same);
     any other mismatch raises one line naming missing/unexpected keys and the model the file looks like.
     """
+    from zoo.pretrained import resolve
     from zoo.registry import entry
+
+    path, published = resolve(model_name, path)
 
     weights = state_dict_of(load_file(path))
     converter = STATE_DICT_CONVERTERS.get(entry(model_name).family)
     if converter is not None:
         weights = converter(weights)
+
+    if published is not None:  # the publisher's key names (timm's) -> zoo's
+        weights = published.adapt(weights, head)
     own = net.state_dict()
     note = None
     replaced = [k for k in head if k in weights and k in own and weights[k].shape != own[k].shape]
