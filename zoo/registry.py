@@ -77,9 +77,27 @@ def _entry(name: str) -> ModelEntry:
     return _REGISTRY[name]
 
 
-def create_model(name: str, num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> nn.Module:
-    """Build a registered network: ``create_model("resnet18", num_classes=10, in_channels=1)``."""
-    return _entry(name).builder(num_classes=num_classes, in_channels=in_channels, **kwargs)
+def create_model(
+    name: str, num_classes: int = 1000, in_channels: int = 3, *, dropout_kind: str = "standard",
+    weight_norm: bool = False, **kwargs: Any
+) -> nn.Module:
+    """Build a registered network: ``create_model("resnet18", num_classes=10, in_channels=1)``.
+
+    Two choices apply to any built network, so they live here rather than in every model file:
+    ``dropout_kind="gaussian"`` swaps each ``nn.Dropout`` for multiplicative Gaussian noise of the same
+    ``p`` (state_dict unchanged), ``weight_norm=True`` reparametrises every conv and linear weight.
+    """
+    from zoo.models.layers import DROPOUT_KINDS, use_gaussian_dropout
+    from zoo.models.norms import apply_weight_norm
+
+    if dropout_kind not in DROPOUT_KINDS:
+        raise ZooError(f"unknown model.dropout_kind {dropout_kind!r}; valid: {', '.join(DROPOUT_KINDS)}")
+    net = _entry(name).builder(num_classes=num_classes, in_channels=in_channels, **kwargs)
+    if dropout_kind == "gaussian":
+        use_gaussian_dropout(net)
+    if weight_norm:
+        apply_weight_norm(net)
+    return net
 
 
 SMALL_IMAGE = 64  # below this side length, `stem: auto` picks a model's small-input ("cifar") stem
