@@ -85,3 +85,23 @@ def test_notes_recipes_show_their_command_and_measure(name: str) -> None:
         cfg = compose("train", overrides=[f"experiment={name}"])
     assert cfg.task_name == name and cfg.trainer.max_epochs <= 10  # seconds to a minute on a CPU
     assert cfg.callbacks.per_class_recall._target_.endswith("PerClassRecall")
+
+
+def test_variance_shift_compares_test_variance_with_the_running_one() -> None:
+    from zoo.training.callbacks.measures import VarianceShift
+
+    class Net(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bn = nn.BatchNorm1d(2)
+            self.bn.running_var.copy_(torch.tensor([4.0, 1.0]))
+
+        def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+            return self.bn(batch[0])
+
+    x = torch.randn(400, 2, generator=torch.Generator().manual_seed(0)) * torch.tensor([1.0, 2.0])
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=[VarianceShift()])
+    trainer.test(Net(), DataLoader(TensorDataset(x, torch.zeros(400)), batch_size=100), verbose=False)
+    expected = (x[:, 0].var() / 4 + x[:, 1].var() / 1) / 2
+    assert float(trainer.callback_metrics["test/variance_shift"]) == pytest.approx(float(expected), rel=1e-4)

@@ -5,6 +5,10 @@
   it. Counted from the logits ``test_step`` returns, for batches with integer labels; others are skipped.
 - :class:`WeightSparsity`: ``test/near_zero_weights``, the fraction of weights (tensors of two or more
   dimensions, what L1 and weight decay act on) with ``|w| < threshold``: how sparse L1 makes a network.
+- :class:`VarianceShift`: ``test/variance_shift``, per batch-norm layer the variance of its input on the test
+  split (eval mode) over the running variance it normalises by, averaged over channels and layers; 1 means
+  no shift. Li, Chen, Hu & Yang (2019), "Understanding the Disharmony between Dropout and Batch
+  Normalization by Variance Shift": dropout before a BN layer makes training variances larger than eval ones.
 """
 
 from __future__ import annotations
@@ -70,3 +74,41 @@ class WeightSparsity(Callback):
         if weights:
             w = torch.cat(weights)
             pl_module.log("test/near_zero_weights", (w.abs() < self.threshold).float().mean())
+
+
+class VarianceShift(Callback):
+    """Logs ``test/variance_shift``: mean over BatchNorm layers and channels of test-time input variance /
+    ``running_var`` (what Li et al. 2019 call the variance shift; below 1 when dropout inflated training's)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, list[torch.Tensor]] = {}
+        self.handles: list[Any] = []
+
+    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.sums = {}
+        for name, m in pl_module.named_modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_var is not None:
+                self.handles.append(m.register_forward_pre_hook(self._hook(name)))
+
+    def _hook(self, name: str) -> Any:
+        def hook(module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+            x = args[0].detach().float().transpose(0, 1).reshape(args[0].shape[1], -1)  # C x (N * H * W)
+            s = self.sums.setdefault(name, [torch.zeros((), device=x.device), torch.zeros_like(x[:, 0]),
+                                            torch.zeros_like(x[:, 0])])
+            s[0] += x.shape[1]
+            s[1] += x.sum(1)
+            s[2] += x.pow(2).sum(1)
+        return hook
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+        modules = dict(pl_module.named_modules())
+        ratios = []
+        for name, (n, total, squares) in self.sums.items():
+            mean = total / n
+            var = (squares / n - mean.pow(2)).clamp(min=0) * n / (n - 1)
+            ratios.append((var / modules[name].running_var.clamp(min=1e-12)).mean())
+        if ratios:
+            pl_module.log("test/variance_shift", torch.stack(ratios).mean())
