@@ -8,12 +8,14 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import zoo
 from tests.conftest import ROOT
 from zoo.init import init_weights
+from zoo.registry import build_network
 from zoo.training.callbacks.measures import PerClassRecall, WeightSparsity
 from zoo.training.losses import SoftmaxMSELoss
 
@@ -75,16 +77,19 @@ def test_per_class_recall_and_weight_sparsity_are_test_metrics() -> None:
 
 
 NOTES = sorted(p.stem for p in (ROOT / "configs" / "experiment").glob("notes_*.yaml"))
+CASES = [(name, ()) for name in NOTES] + [("notes_maxout", ("model=lenet5",))]  # the README runs both nets
 
 
-@pytest.mark.parametrize("name", NOTES)
-def test_notes_recipes_show_their_command_and_measure(name: str) -> None:
+@pytest.mark.parametrize(("name", "overrides"), CASES)
+def test_notes_recipes_show_their_command_and_build(name: str, overrides: tuple[str, ...]) -> None:
     text = (ROOT / "configs" / "experiment" / f"{name}.yaml").read_text()
     assert text.startswith("# @package _global_\n") and f"experiment={name}" in text
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=[f"experiment={name}"])
+        cfg = compose("train", overrides=[f"experiment={name}", *overrides])
     assert cfg.task_name == name and cfg.trainer.max_epochs <= 10  # seconds to a minute on a CPU
     assert cfg.callbacks.per_class_recall._target_.endswith("PerClassRecall")
+    net = build_network(OmegaConf.to_container(cfg.model, resolve=True), 10, 1, 28)
+    assert net(torch.randn(2, 1, 28, 28)).shape == (2, 10)
 
 
 def test_variance_shift_compares_test_variance_with_the_running_one() -> None:
