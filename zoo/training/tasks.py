@@ -339,3 +339,6 @@ def task_class(kind: str) -> type[pl.LightningModule]:
     if kind not in TASKS:
         raise ZooError(f"no task for data of kind {kind!r}; known: {', '.join(sorted(TASKS))}")
     return TASKS[kind]
+
+# Tasks in their own modules, built on Task above; each adds itself to TASKS when imported.
+import zoo.training.multilabel  # noqa: E402, F401  (TASKS["multilabel"])
