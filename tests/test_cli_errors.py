@@ -51,3 +51,10 @@ def test_the_checks_pass_what_is_valid(tmp_path: Path) -> None:
     cli.check_config(cfg)
     assert cfg.model.name == "mlp" and (tmp_path / "new" / "run").is_dir()
     assert cli.compose_check("train", ["-m", "model=lenet5,mlp"]) is None  # sweeps: each trial is Hydra's
+
+
+def test_an_option_the_model_does_not_have_is_one_line(tmp_path: Path) -> None:
+    proc = run_script("train.py", "+model.nope=1", f"hydra.run.dir={tmp_path}", timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert lines[0] == "error: model 'lenet5' has no option 'nope' (configs/model/lenet5.yaml lists its options)"
