@@ -192,6 +192,7 @@ class DataModule(pl.LightningDataModule):
         self.augment = augment
         self.aug = dict(aug or {})
         self.balanced_sampler = bool(balanced_sampler)
+        self.source_index: dict[str, torch.Tensor] = {}  # where each split's samples sit in the source it was cut from
 
     def knobs(self) -> Knobs:
         """The ``augment`` preset for this kind of data, with the ``aug`` knobs on top."""
@@ -246,7 +247,6 @@ class InMemoryDataModule(DataModule):
         self.whiten, self.whiten_eps = whiten, float(whiten_eps)
         self.whitening: dict[str, Any] | None = None  # fitted in setup
         self.splits: dict[str, Split] = {}
-        self.source_index: dict[str, torch.Tensor] = {}  # where a split's samples sit in the source, if split here
         self._on_device: dict[tuple[str, str], Split] = {}
 
     # -- what a subclass provides ------------------------------------------------------------
@@ -372,9 +372,9 @@ def held_out_count(value: Any, n: int, key: str) -> int:
         if count < 1:
             raise ZooError(f"{key}={value} of {n} samples is no sample at all; give a larger fraction or a count")
         return count
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:  # 2.0: a count has no decimal point
         raise ZooError(f"{key} must be a count (a whole number >= 1) or a fraction in (0, 1); got {value!r}")
-    return int(value)
+    return value
 
 
 HOLD_OUT_ORDER = ("val", "test")

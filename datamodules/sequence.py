@@ -380,12 +380,10 @@ class CharText(SequenceDataModule):
         tokens = self.encode(self.text)
         n_val, n_test = (max(self.seq_len + 1, int(len(tokens) * f)) for f in self.fractions)
         n_train = len(tokens) - n_val - n_test
-        parts = {
-            "train": tokens[:n_train],
-            "val": tokens[n_train : n_train + n_val],
-            "test": tokens[n_train + n_val :],
-        }
-        return {name: self._windows(t) for name, t in parts.items()}
+        bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, len(tokens))}
+        # the characters each split's inputs and targets are cut from: disjoint stretches of the file
+        self.source_index = {name: torch.arange(a, b) for name, (a, b) in bounds.items()}
+        return {name: self._windows(tokens[a:b]) for name, (a, b) in bounds.items()}
 
     def facts(self) -> dict[str, Any]:
         return {**super().facts(), "seq_len": self.seq_len, "bptt": self.bptt}

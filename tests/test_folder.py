@@ -125,7 +125,8 @@ def test_checkpoints_naming_the_old_home_still_resolve() -> None:
 
 
 @pytest.mark.slow
-def test_imagefolder_with_workers_resumes_bit_identically_after_sigkill(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 2])
+def test_imagefolder_with_workers_resumes_bit_identically_after_sigkill(tmp_path: Path, workers: int) -> None:
     """As tests/test_checkpoints.py's exact-resume test, with data=imagefolder and two persistent workers:
     random resized crops in the workers, flips on the device, dropout in the model."""
     from test_checkpoints import _env, _net_weights
@@ -133,7 +134,7 @@ def test_imagefolder_with_workers_resumes_bit_identically_after_sigkill(tmp_path
     data = tmp_path / "folders"
     write_imagefolder(data, n_train=8, n_val=2, size=(36, 40))
     epochs = 3
-    args = ["data=imagefolder", f"data.data_dir={data}", "data.image_size=32", "data.num_workers=2",
+    args = ["data=imagefolder", f"data.data_dir={data}", "data.image_size=32", f"data.num_workers={workers}",
             "data.batch_size=4", "data.eval_batch_size=6", "model.dropout=0.5", "trainer.deterministic=true",
             "trainer.accelerator=cpu", "trainer.enable_model_summary=false", f"trainer.max_epochs={epochs}"]
     ref_dir, cut_dir = tmp_path / "ref", tmp_path / "cut"
