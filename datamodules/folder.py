@@ -93,6 +93,24 @@ class _EpochSampler(Sampler):
         return iter((int(i), sample_seed(self.seed, epoch, pos)) for pos, i in enumerate(order.tolist()))
 
 
+class _LateLoader(DataLoader):
+    """A DataLoader whose iterator is made at the first batch asked for, not when ``iter()`` is called.
+
+    Workers start drawing indices from the sampler as soon as an iterator exists (``prefetch_factor``
+    batches each), and a resumed run's first ``iter()`` comes before Lightning brings ``current_epoch`` up
+    to date: the workers would crop epoch 0 again. By the first ``next()`` the epoch is right, as it is for
+    the in-memory :class:`~datamodules.base.TensorBatches`, whose generator reads it at the same moment.
+    """
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        make = super().__iter__
+
+        def late() -> Iterator[Any]:
+            yield from make()
+
+        return late()
+
+
 class ImageFolder(DataModule):
     """ImageNet-style folders, decoded per sample by PIL in DataLoader workers (not an in-memory datamodule).
 
@@ -197,7 +215,7 @@ class ImageFolder(DataModule):
             weights = self.class_weights()[self.train_targets] if self.balanced_sampler else None
             sampler = _EpochSampler(len(self.datasets["train"]), self.seed,
                                     (lambda: trainer.current_epoch) if trainer is not None else (lambda: 0), weights)
-        return DataLoader(self.datasets[split], batch_size=self.batch_size if train else self.eval_batch_size,
+        return _LateLoader(self.datasets[split], batch_size=self.batch_size if train else self.eval_batch_size,
                           sampler=sampler, num_workers=self.num_workers, drop_last=self.drop_last and train,
                           persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
                           generator=torch.Generator().manual_seed(self.seed))  # not the global RNG
