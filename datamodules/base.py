@@ -344,16 +344,13 @@ class InMemoryDataModule(DataModule):
         return self._batches("test", train=False)
 
     def facts(self) -> dict[str, Any]:
-        """What a checkpoint stores about its data, so a model can be rebuilt and fed without it."""
-        return {
-            "name": self.name,
-            "task": self.task,
-            "num_classes": self.num_classes,
-            "input_shape": list(self.input_shape),
-            "mean": list(self.mean),
-            "std": list(self.std),
-            "class_names": list(self.class_names),
-        }
+        """The base's facts, and with ``whiten`` the fitted map: ``{"kind", "eps", "mean", "matrix"}`` as
+        tensors, for :func:`datamodules.whiten.apply_whitening` in evaluation and prediction."""
+        facts = super().facts()
+        if self.whiten is not None:
+            self.setup()
+            facts["whiten"] = self.whitening
+        return facts
 
 
 # -- config values and splits: checked once, here ----------------------------------------------
