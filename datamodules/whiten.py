@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from datamodules.augment import normalize
+
 WHITEN_KINDS = ("pca", "zca")
 
 
@@ -58,3 +60,10 @@ def apply_whitening(x: torch.Tensor, whiten: dict[str, Any] | None) -> torch.Ten
     matrix = torch.as_tensor(whiten["matrix"], dtype=x.dtype, device=x.device)
     flat = x.reshape(-1, mean.numel())  # N x D
     return ((flat - mean) @ matrix.T).reshape(x.shape)
+
+
+def preprocess(x: torch.Tensor, facts: dict[str, Any]) -> torch.Tensor:
+    """Float images in [0, 1], (C, H, W) or (N, C, H, W), as a checkpoint's data fed them to its model:
+    normalised with its mean/std, then whitened if it was. What prediction calls, so that it cannot drift
+    from training."""
+    return apply_whitening(normalize(x, facts["mean"], facts["std"]), facts.get("whiten"))
