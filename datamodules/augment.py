@@ -170,9 +170,9 @@ def gaussian_noise(x: torch.Tensor, std: float) -> torch.Tensor:
     return x + torch.randn_like(x) * std
 
 
-def _per_channel(values: Sequence[float], like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+def _per_channel(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
     """``values`` as a (C, 1, 1) tensor: it broadcasts over (C, H, W) images and (N, C, H, W) batches alike."""
-    return torch.as_tensor(values, dtype=dtype or like.dtype, device=like.device).view(-1, 1, 1)
+    return torch.as_tensor(values, dtype=like.dtype, device=like.device).view(-1, 1, 1)
 
 
 def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -185,10 +185,8 @@ def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> t
 
 
 def normalize_uint8(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 -> ``(x / 255 - mean) / std`` as one multiply and one add on the new float tensor."""
-    s = _per_channel(std, x, torch.float32)
-    m = _per_channel(mean, x, torch.float32)
-    return x.float().mul_(1 / (255 * s)).sub_(m / s)
+    """uint8 -> float in [0, 1] -> :func:`normalize`: the evaluation transform of every image dataset."""
+    return normalize(x.float().div_(255), mean, std)
 
 
 def denormalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

@@ -391,7 +391,7 @@ def hold_out(n: int, sizes: dict[str, Any], seed: int) -> dict[str, torch.Tensor
         left -= counts[name]
     if left < 1:
         shown = ", ".join(f"data.{k}_size={v}" for k, v in sizes.items())
-        raise ZooError(f"{shown} hold out {n - left} of the {n} samples and leave no training samples")
+        raise ZooError(f"{shown} leave no training samples: they hold out {n - left} of {n}")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     out, start = {"train": perm[:left]}, left
     for name in sorted(counts, key=lambda k: HOLD_OUT_ORDER.index(k)):

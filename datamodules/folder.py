@@ -8,8 +8,9 @@ The training order is a permutation seeded by ``(seed, epoch)`` (:func:`datamodu
 in-memory datasets' order), each drawn sample carries a seed of ``(seed, epoch, position)`` that seeds its
 random crop in whichever worker decodes it, and a batch's device-side augmentation is seeded by its first
 sample's seed. The DataLoader draws its workers' base seed from a generator of its own, not from the
-global RNG that dropout uses. So a run resumed from ``last.ckpt`` crops, flips and drops exactly as the
-uninterrupted run did, whatever ``num_workers`` is and whether the workers persist.
+global RNG that dropout uses, and makes its iterator only when the first batch is asked for (by then a
+resumed run knows its epoch, :class:`_LateLoader`). So a run resumed from ``last.ckpt`` crops, flips and
+drops exactly as the uninterrupted run did, whatever ``num_workers`` is and whether the workers persist.
 """
 
 from __future__ import annotations
