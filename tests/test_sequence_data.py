@@ -76,7 +76,7 @@ def test_seq_mnist_reads_full_mnist_files(tmp_path: Path) -> None:
     dm.setup()
     assert dm.facts()["source"] == "full"
     assert [len(dm.splits[s]) for s in ("train", "val", "test")] == [50, 10, 20]
-    with pytest.raises(ZooError, match="no training digits"):
+    with pytest.raises(ZooError, match="leave no training samples"):
         SeqMNIST(data_dir=str(tmp_path), val_size=500).setup()
     with pytest.raises(ZooError, match="MNIST/raw"):
         SeqMNIST(data_dir=str(tmp_path / "nowhere"), source="full").setup()
