@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import os
 import signal
 import subprocess
@@ -20,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ["trainer.deterministic=true", "trainer.accelerator=cpu", "+trainer.limit_train_batches=6",
         "data.val_size=200", "data.test_size=200", "model.dropout=0.5", "trainer.enable_model_summary=false",
         "scheduler=step", "scheduler.step_size=1", "scheduler.gamma=0.5",
-        "+callbacks.ema._target_=zoo.training.callbacks.ema.EMA", "+callbacks.ema.decay=0.9",
+        "callbacks=[default,ema]", "callbacks.ema.decay=0.9",
     ]  # the EMA's state resumes too
 
 
@@ -250,7 +251,7 @@ def test_predict_preprocesses_like_the_training_data(tmp_path: Path, capsys: pyt
 
     import zoo
     from datamodules.vision import load_mnist_5k
-    from zoo.run import evaluate
+    from zoo.evaluate import evaluate
 
     ckpt = write_checkpoint(tmp_path / "lenet.ckpt")
     x, _ = load_mnist_5k()
@@ -280,7 +281,7 @@ def test_predict_preprocesses_like_the_training_data(tmp_path: Path, capsys: pyt
 
 
 def test_combine_rules_on_hand_computed_probabilities() -> None:
-    from zoo.predict import combine
+    from zoo.evaluate import combine
 
     # 3 members, 2 samples, 3 classes
     probs = torch.tensor([[[0.6, 0.4, 0.0], [0.1, 0.5, 0.4]],
@@ -295,7 +296,7 @@ def test_combine_rules_on_hand_computed_probabilities() -> None:
 def test_ensemble_reports_members_and_the_ensemble(tmp_path: Path) -> None:
     from hydra import compose, initialize_config_dir
 
-    from zoo.run import evaluate
+    from zoo.evaluate import evaluate
 
     a = write_checkpoint(tmp_path / "a.ckpt", seed=0, val_acc=0.9)
     b = write_checkpoint(tmp_path / "b.ckpt", seed=1, val_acc=0.3)
@@ -314,20 +315,33 @@ def test_ensemble_reports_members_and_the_ensemble(tmp_path: Path) -> None:
     assert len(mixed["members"]) == 2
 
 
-def test_resume_command_line_continues_in_the_run_directory_with_its_overrides(tmp_path: Path) -> None:
+def test_resume_command_line_continues_in_the_run_directory_with_its_overrides(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from zoo.cli import resume_overrides
+    from zoo.errors import ZooError
 
     run = tmp_path / "run"
     (run / ".hydra").mkdir(parents=True)
     (run / "checkpoints").mkdir()
     (run / ".hydra" / "overrides.yaml").write_text(
         "- model=lenet5\n- trainer.max_epochs=4\n- +callbacks.stall._target_=x.Y\n- +callbacks.stall.epoch=1\n"
-        "- hydra.job.name=old\n- ckpt_path=somewhere/else.ckpt\n")
+        "- hydra.run.dir=old\n- ckpt_path=somewhere/else.ckpt\n")
     last = run / "checkpoints" / "last.ckpt"
     argv = [f"ckpt_path={last}", "trainer.max_epochs=8", "~callbacks.stall", "~callbacks.lr_monitor"]
     # the run's +callbacks.stall.* and the ~callbacks.stall that undoes them both go; a ~ of a default stays
     assert resume_overrides(argv) == ["model=lenet5", *argv[:2], argv[3], f"hydra.run.dir={run.resolve()}"]
+    assert "with its overrides: model=lenet5" in capsys.readouterr().out  # printed before they are applied
     assert resume_overrides([*argv, "hydra.run.dir=elsewhere"]) == [*argv, "hydra.run.dir=elsewhere"]
     assert resume_overrides(["-m", *argv]) == ["-m", *argv]  # a sweep picks its own directories
+    # what a run directory may not do on its own: add code to run, or change Hydra; the command line may
+    for hostile in ("+callbacks.x._target_=os.system", "+callbacks.x={_target_: os.system}", "hydra.job.name=x",
+                    "hydra/launcher=slurm"):
+        (run / ".hydra" / "overrides.yaml").write_text(f"- model=lenet5\n- '{hostile}'\n")
+        with pytest.raises(ZooError, match=f"refusing .*overrides.yaml: its override '{re.escape(hostile)}' names code"):
+            resume_overrides([f"ckpt_path={last}"])
+        assert resume_overrides([f"ckpt_path={last}", hostile])[:2] == ["model=lenet5", f"ckpt_path={last}"]
+    (run / ".hydra" / "overrides.yaml").write_text("model: lenet5\n")
+    with pytest.raises(ZooError, match="is not a list of overrides"):
+        resume_overrides([f"ckpt_path={last}"])
     (tmp_path / "loose.ckpt").touch()
     assert resume_overrides([f"ckpt_path={tmp_path / 'loose.ckpt'}"]) == [f"ckpt_path={tmp_path / 'loose.ckpt'}"]

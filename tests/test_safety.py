@@ -71,7 +71,7 @@ def test_entry_points_refuse_a_code_running_checkpoint(tmp_path: Path, entry: st
 @pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy_pickle"])
 def test_python_entry_points_refuse_a_code_running_checkpoint(tmp_path: Path, legacy: bool) -> None:
     from zoo.export import export
-    from zoo.predict import evaluate_ensemble, predict
+    from zoo.evaluate import evaluate_ensemble, predict
 
     marker = tmp_path / "PWNED"
     evil = _evil(tmp_path / "model.pth", marker, legacy=legacy)
@@ -110,7 +110,8 @@ EXPECTED = {"truncated": "truncated or corrupt", "random": "not a readable check
 
 def test_bad_files_give_one_line_through_eval_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from zoo.cli import user_errors
-    from zoo.run import evaluate, train
+    from zoo.evaluate import evaluate
+    from zoo.run import train
 
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         for kind, path in _bad_files(tmp_path).items():
