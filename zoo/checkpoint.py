@@ -483,7 +483,6 @@ def _choice(group: str, cfg: Any, source: str, trusted: bool, prefer: str = "") 
     target = cfg.get("_target_")
     if target is not None and not isinstance(target, str):
         refuse_code(source, target)
-    options = plain({k: v for k, v in cfg.items() if k not in ("_target_", "_partial_")}, group, source)
     candidates = config_targets()[group].get(_modern(target) if target else None)
     if not candidates:
         if trusted:
@@ -491,10 +490,12 @@ def _choice(group: str, cfg: Any, source: str, trusted: bool, prefer: str = "") 
             raise ZooError(f"{group}._target_={target}: a checkpoint records its {group} by config name, and no "
                            f"configs/{group}/*.yaml names this target; named: {', '.join(named)}")
         refuse_code(source, target)
+    options = plain({k: v for k, v in cfg.items() if k not in ("_target_", "_partial_")}, group, source)
 
-    def agreement(option: str) -> tuple[bool, int]:  # sgd vs nesterov: the option whose values were kept
+    def agreement(option: str) -> tuple[bool, int, bool]:  # sgd vs nesterov: the option whose values were kept
         base = _group_config(group, option)
-        return option == prefer, sum(base.get(k) == v for k, v in options.items())
+        plain_name = option == str(target).rsplit(".", 1)[-1].lower()  # then torch.optim.SGD is sgd
+        return option == prefer, sum(base.get(k) == v for k, v in options.items()), plain_name
 
     return Choice(max(candidates, key=agreement), options)
 
