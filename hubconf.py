@@ -1,7 +1,8 @@
 """torch.hub entry points: ``torch.hub.load(repo_dir, "resnet18", source="local", num_classes=10)``.
 
 One entry point per registered model, generated from the registry, so a new model file is on the hub
-as soon as it registers. ``pretrained=PATH`` loads weights through ``zoo.load_pretrained`` (weights-only).
+as soon as it registers. ``pretrained=PATH`` loads weights through ``zoo.load_pretrained``: weights-only,
+and a checkpoint's record (zoo.checkpoint) read as data, checked against the weights before anything is built.
 """
 
 from __future__ import annotations

@@ -462,3 +462,37 @@ def test_leftover_temp_files_of_killed_saves_are_cleared(tmp_path: Path) -> None
     assert sorted(p.name for p in ckpts.iterdir()) == [".best.ckpt.a1.tmp", "last.ckpt", "notes.tmp"]
     io.load_checkpoint(ckpts / "last.ckpt")  # a resume of the run clears every checkpoint's
     assert sorted(p.name for p in ckpts.iterdir()) == ["last.ckpt", "notes.tmp"]
+
+
+def test_whitening_facts_are_kept_as_plain_tensors_and_checked(tmp_path: Path) -> None:
+    """A datamodule's fitted whitening (data.whiten=pca|zca) is a fact: tensors or lists, never code."""
+    from tests.test_checkpoints import legacy_hparams, write_checkpoint
+    from zoo.checkpoint import Record, load_record
+
+    hp = legacy_hparams()
+    matrix = torch.randn(784, 784)
+    hp["data"]["facts"]["whitening"] = {"kind": "zca", "mean": torch.zeros(784), "matrix": matrix}
+    record = Record.from_hparams(hp, "x")
+    path = write_checkpoint(tmp_path / "w.ckpt", hp=record.to_dict())
+    _, again = load_record(path)  # weights-only load of the stored tensors
+    assert torch.equal(again.facts.whitening["matrix"], matrix) and again.facts.whitening["kind"] == "zca"
+    hp["data"]["facts"]["whitening"] = {"kind": {"_target_": "os.system", "_args_": ["id"]}}
+    with pytest.raises(ZooError, match=r"refusing x: it names code to run \(os.system\)"):
+        Record.from_hparams(hp, "x")
+    hp["data"]["facts"]["whitening"] = "zca"
+    with pytest.raises(ZooError, match="facts.whitening must be a tensor, a list or a mapping"):
+        Record.from_hparams(hp, "x")
+
+
+def test_eval_builds_its_trainer_as_training_does(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Settings Lightning refuses are one line in eval.py too (zoo.run.build_trainer), not a traceback."""
+    from tests.test_checkpoints import write_checkpoint
+    from zoo.evaluate import evaluate
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: trainer=gpu works here")
+    path = write_checkpoint(tmp_path / "a.ckpt")
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("eval", overrides=[f"ckpt_path={path}", "trainer=gpu", f"paths.output_dir={tmp_path / 'o'}"])
+    line = _one_error_line(lambda: evaluate(cfg), capsys, tmp_path / "none", match="the trainer settings do not work")
+    assert "no CUDA GPU is visible here" in line

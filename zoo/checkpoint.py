@@ -502,8 +502,12 @@ def _choice(group: str, cfg: Any, source: str, trusted: bool, prefer: str = "") 
 
 def compose(group: str, name: str, options: dict[str, Any], source: str) -> dict[str, Any]:
     """``configs/<group>/<name>.yaml`` with ``options`` set on it; a key its target does not take is one line."""
+    from zoo.training.optim import OWN_KEYS
+
     base = group_config(group, name)
     accepted = _accepted_keys(base.get("_target_"))
+    if accepted is not None:
+        accepted |= OWN_KEYS.get(group, set())  # keys zoo.training.optim reads itself (interval, warmup_steps, ...)
     for k, v in options.items():
         if k in HYDRA_KEYS:
             refuse_code(source, f"{k} in {group}")

@@ -143,6 +143,8 @@ def evaluate_ensemble(paths: list[str], mode: str, run_dir: Path, data_dir: str 
             acc = saved_val_metrics(c).get("val/acc")
             if acc is None:
                 raise ZooError(f"ensemble=weighted needs each member's val/acc; {p} does not store one")
+            if isinstance(acc, bool) or not isinstance(acc, (int, float)) or not 0 <= acc <= 1:
+                raise ZooError(f"{p}: its stored val/acc must be a number in [0, 1]; got {str(acc)[:40]}")
             accs.append(acc)
         weights = torch.tensor(accs)
     nets = [network(c, r) for c, r in loaded]  # every member checked before the data is built
@@ -202,7 +204,7 @@ def task_from_checkpoint(ckpt: dict[str, Any], record: Record) -> pl.LightningMo
     task = task_class(record.task)(**record.task_arguments())
     task.record = record
     try:
-        task.load_state_dict(ckpt["state_dict"], strict=True)
+        task.load_state_dict({k: v for k, v in ckpt["state_dict"].items() if isinstance(v, torch.Tensor)}, strict=True)
     except RuntimeError as e:  # keys outside the network (a loss's class weights) that do not fit
         raise ZooError(f"{record.source}: weights do not fit its record ({' '.join(str(e).split())[:200]})") from None
     return task

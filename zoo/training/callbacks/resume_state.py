@@ -78,7 +78,10 @@ def saved_val_metrics(ckpt: dict[str, Any]) -> dict[str, float]:
         if str(key).startswith("ModelCheckpoint") and isinstance(state, dict):
             score, monitor = state.get("best_model_score"), state.get("monitor")
             if score is not None and monitor:
-                return {str(monitor): float(score)}
+                try:  # a file's value: a number, or nothing
+                    return {str(monitor): float(score)}
+                except (TypeError, ValueError):
+                    return {}
     return {}
 
 
