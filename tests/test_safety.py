@@ -496,3 +496,31 @@ def test_eval_builds_its_trainer_as_training_does(tmp_path: Path, capsys: pytest
         cfg = compose("eval", overrides=[f"ckpt_path={path}", "trainer=gpu", f"paths.output_dir={tmp_path / 'o'}"])
     line = _one_error_line(lambda: evaluate(cfg), capsys, tmp_path / "none", match="the trainer settings do not work")
     assert "no CUDA GPU is visible here" in line
+
+
+def test_a_safetensors_header_is_data_too(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """zoo.export writes the record as JSON metadata; a header that names code is refused like a checkpoint."""
+    import json
+
+    pytest.importorskip("safetensors")
+    from safetensors.torch import save_file
+
+    from tests.test_checkpoints import legacy_hparams
+    from zoo.checkpoint import Record
+
+    net = zoo.create_model("lenet5", num_classes=10, in_channels=1)
+    weights = {k: v.contiguous() for k, v in net.state_dict().items()}
+    marker = tmp_path / "MARKER"
+    payload = _payloads(tmp_path, marker)["open"]
+    record = Record.from_hparams(legacy_hparams(), "x").to_dict()
+    headers = {"record": {"zoo_record": json.dumps({**record, "model_kwargs": {"dropout": payload}})},
+               "old_export": {"zoo_model": json.dumps({"name": "lenet5", "dropout": payload}), "num_classes": "10",
+                              "in_channels": "1", "image_size": "28"}}
+    for kind, meta in headers.items():
+        path = tmp_path / f"{kind}.safetensors"
+        save_file(weights, str(path), metadata=meta)
+        _one_error_line(lambda p=path: zoo.load_pretrained(p), capsys, marker,
+                        match=f"refusing {re.escape(str(path))}: it names code to run \\(builtins.open\\)")
+    good = tmp_path / "good.safetensors"
+    save_file(weights, str(good), metadata={"zoo_record": json.dumps(record)})
+    assert torch.equal(zoo.load_pretrained(good).fc3.weight, net.fc3.weight)
