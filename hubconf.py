@@ -3,7 +3,8 @@
 One entry point per registered model, generated from the registry, so a new model file is on the hub
 as soon as it registers. ``pretrained=True`` (the default published weights) or ``pretrained="TAG"`` goes
 through ``zoo.create_model`` and torch.hub's cache, like torchvision's own hubconf; ``pretrained=PATH``
-loads a file through ``zoo.load_pretrained`` (weights-only; a training checkpoint rebuilds its architecture).
+loads a file through ``zoo.load_pretrained``: weights-only, and a checkpoint's record (zoo.checkpoint) read as
+data, checked against the weights before anything is built.
 """
 
 from __future__ import annotations

@@ -232,7 +232,7 @@ class InMemoryDataModule(DataModule):
     ``standard``, ``strong``, chosen for the dataset's ``augment_kind``: ``objects`` or ``digits``) with the
     ``aug`` knobs on top; validation and test batches are only converted and normalised. ``whiten``
     (``pca`` or ``zca``, :mod:`datamodules.whiten`) is fitted on the normalised training split and applied
-    to every batch after normalisation; ``facts()["whiten"]`` carries it to a checkpoint.
+    to every batch after normalisation; ``facts()["whitening"]`` carries it to a checkpoint.
     """
 
     name: str = "in_memory"
@@ -349,7 +349,7 @@ class InMemoryDataModule(DataModule):
         facts = super().facts()
         if self.whiten is not None:
             self.setup()
-            facts["whiten"] = self.whitening
+            facts["whitening"] = self.whitening
         return facts
 
 

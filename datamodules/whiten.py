@@ -52,7 +52,7 @@ def fit_whitening(x: torch.Tensor, normalise: Callable[[torch.Tensor], torch.Ten
 
 def apply_whitening(x: torch.Tensor, whiten: dict[str, Any] | None) -> torch.Tensor:
     """Whiten normalised inputs, a batch (N, C, H, W) or one image (C, H, W), with a fitted map (a datamodule's
-    ``facts()["whiten"]``, tensors or nested lists); ``None`` leaves them as they are. Runs on the inputs'
+    ``facts()["whitening"]``, tensors or nested lists); ``None`` leaves them as they are. Runs on the inputs'
     device, shape unchanged."""
     if whiten is None:
         return x
@@ -66,4 +66,4 @@ def preprocess(x: torch.Tensor, facts: dict[str, Any]) -> torch.Tensor:
     """Float images in [0, 1], (C, H, W) or (N, C, H, W), as a checkpoint's data fed them to its model:
     normalised with its mean/std, then whitened if it was. What prediction calls, so that it cannot drift
     from training."""
-    return apply_whitening(normalize(x, facts["mean"], facts["std"]), facts.get("whiten"))
+    return apply_whitening(normalize(x, facts["mean"], facts["std"]), facts.get("whitening"))

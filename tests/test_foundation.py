@@ -107,10 +107,13 @@ def test_checkpoint_carries_what_rebuilds_the_model(default_run: tuple[Path, str
     import zoo
 
     run_dir, _ = default_run
+    from zoo.checkpoint import read_record
+
     ckpt = torch.load(run_dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
-    hp = ckpt["hyper_parameters"]
-    assert hp["model"]["name"] == "lenet5" and hp["num_classes"] == 10 and hp["in_channels"] == 1
-    assert hp["data"]["facts"]["mean"] == [0.1307]
+    record = read_record(ckpt, "best.ckpt")  # names and plain values only
+    assert ckpt["hyper_parameters"]["record_version"] == 1
+    assert record.model == "lenet5" and record.num_classes == 10 and record.in_channels == 1
+    assert record.facts.mean == (0.1307,) and record.data.name == "mnist_tiny" and record.optimizer.name == "adam"
     model = zoo.load_pretrained(run_dir / "checkpoints" / "best.ckpt")
     assert not model.training
     x = torch.zeros(2, 1, 28, 28)

@@ -143,11 +143,12 @@ def test_language_model_sampling_and_truncated_bptt() -> None:
         )  # fmt: skip
 
 
-def test_regression_task_defaults_to_mse() -> None:
+def test_regression_task_defaults_to_mse_and_refuses_a_classification_loss() -> None:
     common = {"model": {"name": "gru", "hidden_size": 4}, "num_classes": 1, "in_channels": 2,
               "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True}}  # fmt: skip
-    assert isinstance(SequenceRegressionTask(**common, loss={"_target_": "torch.nn.CrossEntropyLoss"}).criterion,
-                      torch.nn.MSELoss)  # fmt: skip
+    for loss in ("torch.nn.CrossEntropyLoss", "zoo.training.losses.CrossEntropyLoss", "zoo.training.losses.FocalLoss"):
+        with pytest.raises(ZooError, match="is a classification loss .* regression: choose loss=mse"):
+            SequenceRegressionTask(**common, loss={"_target_": loss})
     assert isinstance(SequenceRegressionTask(**common, loss={"_target_": "torch.nn.L1Loss"}).criterion, torch.nn.L1Loss)
     task = SequenceRegressionTask(**common)
     x = torch.randn(3, 5, 2)

@@ -93,7 +93,7 @@ def test_fitted_on_the_training_split_only() -> None:
 
 def test_the_fact_travels_as_plain_values_and_applies_to_one_image_or_a_batch() -> None:
     dm = _Correlated(whiten="pca")
-    fact = dm.facts()["whiten"]
+    fact = dm.facts()["whitening"]
     assert fact["kind"] == "pca" and fact["mean"].shape == (16,) and fact["matrix"].shape == (16, 16)
     x = _normalised(dm, dm.splits["test"].x[:5])
     as_lists = {**fact, "mean": fact["mean"].tolist(), "matrix": fact["matrix"].tolist()}
@@ -101,7 +101,7 @@ def test_the_fact_travels_as_plain_values_and_applies_to_one_image_or_a_batch() 
     assert torch.allclose(apply_whitening(x, as_lists), batch)
     assert torch.allclose(apply_whitening(x[0], fact), batch[0], atol=1e-6)
     assert apply_whitening(x, None) is x
-    assert "whiten" not in _Correlated().facts()  # off by default: facts as before
+    assert "whitening" not in _Correlated().facts()  # off by default: facts as before
 
 
 def test_mnist_tiny_zca_and_the_refusals() -> None:

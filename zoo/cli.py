@@ -163,6 +163,10 @@ def resume_overrides(argv: list[str]) -> list[str]:
     and the overrides the run was started with (``RUN/.hydra/overrides.yaml``) come first, so
     ``python train.py ckpt_path=...`` alone resumes the same model, data and schedule; overrides
     given now still win. A checkpoint outside a run directory, or a sweep (``-m``), is left alone.
+
+    The run directory is a file like any other, so its overrides are data: they are printed before they
+    are applied, and one that sets or adds a ``_target_`` (code to run) or a ``hydra`` setting is refused
+    unless the command line gives the same override itself.
     """
     given = {_override_key(a): a for a in argv if ("=" in a or a.startswith("~")) and not a.startswith("-")}
     ckpt = given.get("ckpt_path", "=").split("=", 1)[1]
@@ -178,9 +182,20 @@ def resume_overrides(argv: list[str]) -> list[str]:
         import yaml
 
         try:
-            earlier = [str(a) for a in (yaml.safe_load(saved.read_text()) or [])]
+            loaded = yaml.safe_load(saved.read_text()) or []
         except yaml.YAMLError:
-            earlier = []
+            loaded = None
+        if not isinstance(loaded, list) or not all(isinstance(a, str) for a in loaded):
+            raise ZooError(f"{saved} is not a list of overrides; resume with hydra.run.dir=DIR to ignore it")
+        earlier = loaded
+    for a in earlier:
+        key = _override_key(a)
+        if a in argv or key in ("hydra.run.dir", "ckpt_path") or any(key == k or key.startswith(k + ".")
+                                                                       for k in given):
+            continue  # the command line repeats it, or sets (or removes) that key itself
+        if "_target_" in a or key == "hydra" or key.startswith(("hydra.", "hydra/")):
+            raise ZooError(f"refusing {saved}: its override {a!r} names code to run or changes Hydra; "
+                           "give the same override on the command line to accept it")
     skip = tuple(set(given) | {"ckpt_path", "hydra"})
 
     def kept(a: str) -> bool:  # ``~callbacks.x`` now also drops an earlier ``+callbacks.x.y=...``
@@ -195,6 +210,8 @@ def resume_overrides(argv: list[str]) -> list[str]:
         mine = [d for d in dropped if _override_key(d) == key or _override_key(d).startswith(key + ".")]
         return a.startswith("~") and bool(mine) and all(d.startswith("+") for d in mine)
 
+    if earlier:
+        print(f"resuming in {run_dir} with its overrides: {' '.join(earlier)}", flush=True)
     return [*earlier, *[a for a in argv if not only_undoes_additions(a)], f"hydra.run.dir={run_dir}"]
 
 
@@ -210,6 +227,7 @@ def main(hydra_main: Callable[[], Any], resume: bool = False, config_name: str =
         check_overrides(argv)
         if resume:
             argv = resume_overrides(argv)
+            check_overrides(argv)  # the run directory's group choices are checked like the command line's
         check_run_dir(argv)
         cfg = compose_check(config_name, argv)
         if cfg is not None and config_name == "train":
@@ -234,7 +252,7 @@ def _train(cfg: DictConfig) -> float | None:
 
 
 def _evaluate(cfg: DictConfig) -> None:
-    from zoo.run import evaluate
+    from zoo.evaluate import evaluate
 
     with user_errors():
         evaluate(cfg)

@@ -326,7 +326,7 @@ def predict_images(name: str, pretrained: bool | str, target: str | Path, topk: 
 
     from PIL import Image, UnidentifiedImageError
 
-    from zoo.predict import image_files
+    from zoo.evaluate import image_files
 
     w = select(name, pretrained)
     names = list(w.categories or [str(i) for i in range(w.num_classes or 1000)])

@@ -39,7 +39,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from datamodules.augment import denormalize, normalize
+from datamodules.augment import denormalize
+from zoo.checkpoint import Facts, Record, load_record
 from zoo.errors import ZooError
 
 KINDS = ("filters", "features", "gradcam", "deconv", "saliency")
@@ -305,59 +306,16 @@ def image_paths(target: str | Path) -> list[Path]:
     return files
 
 
-def read_images(paths: Sequence[Path], facts: dict[str, Any]) -> torch.Tensor:
-    """Image files as the checkpoint's data was fed: its channels and input size, normalised with its mean/std."""
-    from PIL import Image, UnidentifiedImageError
+def read_images(paths: Sequence[Path], facts: Facts) -> torch.Tensor:
+    """Image files as the checkpoint's data was fed (zoo.evaluate.load_image: channels, size, normalisation)."""
+    from zoo.evaluate import load_image
 
-    channels, height, width = facts["input_shape"][-3:]
-    out = []
-    for path in paths:
-        try:
-            with Image.open(path) as im:
-                im = im.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
-                x = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
-        except (UnidentifiedImageError, OSError) as e:
-            raise ZooError(f"visualize.image: {path} is not a readable image ({e.__class__.__name__})") from e
-        out.append(x.view(height, width, -1).permute(2, 0, 1).float().div(255))  # C x H x W in [0, 1]
-    return normalize(torch.stack(out), facts["mean"], facts["std"])
+    return torch.stack([load_image(path, facts) for path in paths])
 
 
-def _targets(node: Any) -> list[str]:
-    if isinstance(node, dict):
-        own = [str(node["_target_"])] if "_target_" in node else []
-        return own + [t for k, v in node.items() if k != "_target_" for t in _targets(v)]
-    if isinstance(node, (list, tuple)):
-        return [t for v in node for t in _targets(v)]
-    return []
-
-
-def trusted_data_config(config: Any, source: str) -> dict[str, Any]:
-    """A checkpoint's data config, if the only class it names is the datamodule of one of zoo's own ``data``
-    configs: the file is data, and a ``_target_`` read from it must not choose what ``instantiate`` calls."""
-    import yaml
-
-    from zoo.cli import CONFIG_DIR, group_options
-
-    allowed = {str((yaml.safe_load((CONFIG_DIR / "data" / f"{o}.yaml").read_text()) or {}).get("_target_"))
-               for o in group_options("data")}
-    targets = _targets(config)
-    if not isinstance(config, dict) or len(targets) != 1 or targets[0] != config.get("_target_") \
-            or targets[0] not in allowed:
-        raise ZooError(f"{source}: its data config names {targets or 'no class'}, not one of zoo's datamodules "
-                       f"({', '.join(sorted(allowed))}); pass visualize.image=FILE_OR_FOLDER instead")
-    return config
-
-
-def _test_images(hp: dict[str, Any], n: int, data_dir: str | None, source: str) -> torch.Tensor:
+def _test_images(record: Record, n: int, data_dir: str | None) -> torch.Tensor:
     """The first ``n`` (normalised) images of the checkpoint's test split, when no image is given."""
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    data_cfg = OmegaConf.create(trusted_data_config(hp["data"]["config"], source))
-    if data_dir:
-        data_cfg.data_dir = data_dir
-    dm = instantiate(data_cfg)
-    dm.setup()
+    dm = record.datamodule(data_dir)  # rebuilt from the record's names: the file chooses no code
     xs, total = [], 0
     for x, _ in dm.test_dataloader():
         xs.append(x.cpu())
@@ -495,17 +453,16 @@ def visualize(ckpt_path: str | Path, kind: str, image: str | Path | None = None,
               data_dir: str | None = None) -> Path:
     """Draw one kind of picture of a checkpoint's network; write ``run_dir/visualize_KIND.png`` and the same
     image to ``run_dir/tensorboard``. Images: ``image`` (a file or a folder), else the checkpoint's test split."""
-    from zoo.weights import load_checkpoint, load_pretrained
+    from zoo.evaluate import network
 
     if kind not in KINDS:
         raise ZooError(f"visualize={kind!r}: valid: {', '.join(KINDS)}")
-    ckpt = load_checkpoint(ckpt_path)
-    hp = ckpt["hyper_parameters"]
-    facts = hp["data"]["facts"]
-    if len(facts.get("input_shape", [])) != 3:
-        raise ZooError(f"visualize= draws image networks; {ckpt_path} was trained on {facts.get('name')!r} "
-                       f"(input {facts.get('input_shape')})")
-    net = load_pretrained(ckpt).float().eval()
+    ckpt, record = load_record(ckpt_path)
+    facts = record.facts
+    if len(facts.input_shape) != 3:
+        raise ZooError(f"visualize= draws image networks; {ckpt_path} was trained on {facts.name!r} "
+                       f"(input {list(facts.input_shape)})")
+    net = network(ckpt, record).float()
     for p in net.parameters():
         p.requires_grad_(False)  # gradients flow to activations and pixels only
     if kind == "filters":  # weights only: no images to read
@@ -515,8 +472,8 @@ def visualize(ckpt_path: str | Path, kind: str, image: str | Path | None = None,
         if image is not None:
             images = read_images(image_paths(image)[:n], facts)
         else:
-            images = _test_images(hp, n, data_dir, str(ckpt_path))
-        fig = figure_for(kind, net, images, facts, layer, channels)
+            images = _test_images(record, n, data_dir)
+        fig = figure_for(kind, net, images, facts.to_dict(), layer, channels)
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

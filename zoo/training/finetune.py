@@ -31,7 +31,7 @@ def classifier_keys(model_cfg: dict[str, Any], num_classes: int, in_channels: in
 def task_classifier_keys(task: nn.Module) -> set[str]:
     """:func:`classifier_keys` of a zoo task's network, from its saved hyper-parameters."""
     hp = task.hparams
-    image_size = (hp.get("data") or {}).get("facts", {}).get("input_shape", [None])[-1]
+    image_size = (task.facts.get("input_shape") or [None])[-1]
     return classifier_keys(dict(hp["model"]), hp["num_classes"], hp["in_channels"], image_size)
 
 
@@ -44,12 +44,17 @@ def load_pretrained_into(net: nn.Module, path: bool | str | Path, model_name: st
     an RGB first convolution is summed over its input channels for grayscale data (timm does the same);
     any other mismatch raises one line naming missing/unexpected keys and the model the file looks like.
     """
+    from zoo.checkpoint import read_record
     from zoo.pretrained import resolve
     from zoo.registry import entry
 
     path, published = resolve(model_name, path)
-
-    weights = state_dict_of(load_file(path))
+    obj = load_file(path)
+    if "state_dict" in obj and "hyper_parameters" in obj:  # a zoo checkpoint: its record is read (checked) too
+        record = read_record(obj, str(path))
+        if record.model != model_name and entry(record.model).family != entry(model_name).family:
+            raise ZooError(f"model.pretrained={path} holds a {record.model!r} model, not a {model_name!r} one")
+    weights = state_dict_of(obj)
     converter = STATE_DICT_CONVERTERS.get(entry(model_name).family)
     if converter is not None:
         weights = converter(weights)

@@ -202,7 +202,7 @@ class TensorBoardDiagnostics(Callback):
         writer = self._tensorboard(trainer)
         if writer is None or (self._cm is None and not self._wrong and not self._probs):
             return
-        facts = (pl_module.hparams.get("data") or {}).get("facts", {}) if hasattr(pl_module, "hparams") else {}
+        facts = getattr(pl_module, "facts", {})  # zoo.training.tasks.Task: the data facts it was built with
         names = list(facts.get("class_names") or [])
         step = trainer.global_step
         if self._cm is not None and self.confusion_matrix:
