@@ -91,17 +91,23 @@ def _task(dm: MultiDigits | BinaryDigits, loss: dict | None = BCE) -> MultiLabel
 
 
 def test_loss_is_binary_cross_entropy_with_pos_weight() -> None:
+    from omegaconf import OmegaConf
+
+    from zoo.run import loss_config
+
     dm = MultiDigits(train_size=300, val_size=50, test_size=50)
-    task = _task(dm, {**BCE, "pos_weight": "balanced"})
+    dm.setup()
+    task = _task(dm, loss_config(OmegaConf.create({"loss": {**BCE, "pos_weight": "balanced"}}), dm))
     freq = torch.tensor(dm.facts()["label_frequency"])
     torch.testing.assert_close(task.criterion.pos_weight, (1 - freq) / freq)
     z, y = torch.randn(8, 10), (torch.rand(8, 10) < 0.3).float()
     w = task.criterion.pos_weight
     by_hand = -(w * y * torch.log(torch.sigmoid(z)) + (1 - y) * torch.log(1 - torch.sigmoid(z))).mean()
     torch.testing.assert_close(task.criterion(z, y), by_hand)
-    assert isinstance(_task(dm, None).criterion, torch.nn.BCEWithLogitsLoss)  # the default cross-entropy means BCE
-    with pytest.raises(ZooError, match="take loss=bce"):
-        _task(dm, {"_target_": "zoo.training.losses.FocalLoss"})
+    assert isinstance(_task(dm, None).criterion, torch.nn.BCEWithLogitsLoss)  # no loss config: the task's own
+    for other in ("zoo.training.losses.FocalLoss", "zoo.training.losses.CrossEntropyLoss"):  # refused, not swapped
+        with pytest.raises(ZooError, match="take loss=bce"):
+            _task(dm, {"_target_": other})
 
 
 def test_multilabel_task_trains_and_logs_its_metrics(tmp_path) -> None:

@@ -360,7 +360,7 @@ BAD_RECORDS = {
                    r"facts.input_shape \[3, 100000, 100000\] is 30,000,000,000 values"),
     "no_model": (lambda hp: hp.pop("model"), "model must be a mapping with a name"),
     "unknown_model": (lambda hp: hp["model"].update(name="os"), "unknown model 'os'"),
-    "bad_kwarg": (lambda hp: hp["model"].update(width_of_doom=3), "model 'lenet5' cannot be built from its record"),
+    "bad_kwarg": (lambda hp: hp["model"].update(width_of_doom=3), "model 'lenet5' has no option 'width_of_doom'"),
     "other_model": (lambda hp: hp["model"].update(name="alexnet"), "weights do not fit 'alexnet'"),
     "other_classes": (lambda hp: hp.update(num_classes=7), "weights do not fit 'lenet5': shape mismatches"),
     "unknown_option": (lambda hp: hp["optimizer"].update(rocket=1), "optimizer 'sgd' takes no option 'rocket'"),

@@ -42,12 +42,18 @@ def output_dir(cfg: DictConfig) -> Path:
 
 
 def loss_config(cfg: DictConfig, dm: Any) -> Any:
-    """``cfg.loss`` as a dict, ``weight: balanced`` replaced by the data's class weights (from training labels)."""
+    """``cfg.loss`` as a dict, ``weight: balanced`` replaced by the data's class weights and ``pos_weight: balanced``
+    by its labels' negatives / positives (both from the training labels)."""
     loss = _container(cfg.get("loss"))
     if isinstance(loss, dict) and loss.get("weight") == "balanced":
         if not hasattr(dm, "class_weights"):
             raise ZooError(f"loss.weight=balanced needs class labels; data {getattr(dm, 'name', dm)!r} has none")
         loss = {**loss, "weight": [round(float(w), 6) for w in dm.class_weights()]}
+    if isinstance(loss, dict) and loss.get("pos_weight") == "balanced":  # multi-label: negatives / positives
+        freq = dm.facts().get("label_frequency")
+        if not freq:
+            raise ZooError("loss.pos_weight=balanced needs the data's label frequencies, which this data lacks")
+        loss = {**loss, "pos_weight": [round((1 - f) / f, 6) if f > 0 else 1.0 for f in freq]}
     return loss
 
 

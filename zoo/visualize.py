@@ -122,10 +122,13 @@ def _record(net: nn.Module, keep: str | None = None) -> Iterator[dict[str, Any]]
 
 
 def feature_layers(net: nn.Module, x: torch.Tensor) -> list[tuple[str, tuple[int, ...]]]:
-    """The modules that can be visualised, in the order they finish: run once, output N x C x H x W."""
+    """The modules that can be visualised, in the order they finish: run once, output N x C x H x W, and not an
+    identity (``model.norm=none`` leaves ``nn.Identity`` in the norm's place: the layer before it, again)."""
     with torch.no_grad(), _record(net) as seen:
         net(x[:1])
-    return [(n, s) for n, s in seen["order"] if s is not None and len(s) == 4 and seen["calls"][n] == 1]
+    modules = dict(net.named_modules())
+    return [(n, s) for n, s in seen["order"] if s is not None and len(s) == 4 and seen["calls"][n] == 1
+            and not isinstance(modules.get(n), nn.Identity)]
 
 
 def check_layer(net: nn.Module, x: torch.Tensor, name: str) -> tuple[int, ...]:

@@ -20,26 +20,29 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from torch import nn
 from torchmetrics import CatMetric
 
 from zoo.errors import ZooError
 from zoo.models.layers import AuxLogits
-from zoo.registry import build_network
 from zoo.training.tasks import TASKS, Task
 
 
 class BCEWithLogitsLoss(nn.BCEWithLogitsLoss):
     """``nn.BCEWithLogitsLoss`` whose ``pos_weight`` (the weight of a label's positives; ``negatives / positives``
-    balances them) may be a number or a list from YAML."""
+    balances them) may be a number or a list from YAML, with the ``threshold`` the task's metrics decide by."""
 
-    def __init__(self, pos_weight: float | Sequence[float] | torch.Tensor | None = None,
+    def __init__(self, pos_weight: float | Sequence[float] | torch.Tensor | None = None, threshold: float = 0.5,
                  reduction: str = "mean") -> None:
+        if isinstance(pos_weight, str):  # "balanced" is resolved from the training labels by zoo.run.loss_config
+            raise ZooError(f"loss.pos_weight={pos_weight!r}: a number, a list, or balanced (with multi-label data)")
         w = None if pos_weight is None else torch.as_tensor(pos_weight, dtype=torch.float32).reshape(-1)
         if w is not None and (w <= 0).any():
             raise ZooError(f"loss.pos_weight must be positive; got {pos_weight}")
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold < 1.0:
+            raise ZooError(f"loss.threshold must lie in (0, 1); got {threshold!r}")
         super().__init__(pos_weight=w, reduction=reduction)
+        self.threshold = float(threshold)  # the metrics' decision: a label is predicted above it
 
 
 def average_precision(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -81,53 +84,24 @@ def multilabel_metrics(probs: torch.Tensor, targets: torch.Tensor, threshold: fl
     }
 
 
-def _bce(loss: dict[str, Any] | None, facts: dict[str, Any]) -> tuple[nn.Module, float]:
-    """The loss module and threshold from a ``loss`` config: ``loss=bce``, or train.yaml's default
-    cross-entropy meaning "the task's usual loss". ``pos_weight: balanced`` is negatives / positives per label
-    of the training split (the data facts' ``label_frequency``)."""
-    loss = dict(loss or {})
-    target = str(loss.get("_target_", ""))
-    if not target or target.endswith(("CrossEntropyLoss", "NLLLoss")):
-        return BCEWithLogitsLoss(), 0.5
-    if not target.endswith("BCEWithLogitsLoss"):
-        raise ZooError(f"multi-label and binary data take loss=bce (sigmoid outputs); got loss {target}")
-    threshold = float(loss.pop("threshold", 0.5))
-    if not 0.0 < threshold < 1.0:
-        raise ZooError(f"loss.threshold must lie in (0, 1); got {threshold}")
-    if loss.get("pos_weight") == "balanced":
-        freq = facts.get("label_frequency")
-        if not freq:
-            raise ZooError("loss.pos_weight=balanced needs the data's label frequencies, which this data lacks")
-        loss["pos_weight"] = [(1 - f) / f if f > 0 else 1.0 for f in freq]
-    return instantiate(loss), threshold
-
-
 class MultiLabelTask(Task):
     """Sigmoid outputs and binary cross-entropy for ``multilabel`` data (``multi_digits``, ``binary_digits``).
 
-    Same constructor as :class:`zoo.training.tasks.ClassificationTask`; ``loss`` is ``loss=bce``
-    (``pos_weight``, ``threshold``). Logs ``{val,test}/{loss,acc,f1_micro,f1_macro,map}`` and per label
-    ``f1_<name>``; ``train/acc`` is the exact-match rate.
+    The constructor is :class:`zoo.training.tasks.Task`'s; ``loss`` is ``loss=bce`` (``pos_weight``,
+    ``threshold``), which the multi-label data configs choose. Logs ``{val,test}/{loss,acc,f1_micro,f1_macro,map}``
+    and per label ``f1_<name>``; ``train/acc`` is the exact-match rate.
     """
 
     count_correct = True
+    default_loss = BCEWithLogitsLoss
 
-    def __init__(
-        self,
-        model: dict[str, Any],
-        num_classes: int,
-        in_channels: int,
-        optimizer: dict[str, Any],
-        scheduler: dict[str, Any] | None = None,
-        loss: dict[str, Any] | None = None,
-        data: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        facts = (data or {}).get("facts", {})
-        self.net = build_network(model, num_classes, in_channels, facts.get("input_shape", [None])[-1])
-        self.criterion, self.threshold = _bce(loss, facts)
-        names = list(facts.get("class_names") or range(num_classes))
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.criterion, BCEWithLogitsLoss):  # refused, not replaced: the data configs choose bce
+            raise ZooError(f"multi-label and binary data take loss=bce (sigmoid outputs); got loss "
+                           f"{type(self.criterion).__name__}")
+        self.threshold = self.criterion.threshold
+        names = list(self.facts.get("class_names") or range(self.hparams.num_classes))
         self.label_names = [str(n).replace(" ", "_") for n in names]
         self.probs = nn.ModuleDict({s: CatMetric() for s in ("val", "test")})
         self.targets = nn.ModuleDict({s: CatMetric() for s in ("val", "test")})
