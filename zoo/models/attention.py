@@ -70,7 +70,8 @@ def reference_attention(
 ) -> tuple[Tensor, Tensor]:  # fmt: skip
     """Multi-head attention, one head at a time: query N x L x E, key and value N x S x E.
 
-    Returns the output N x L x E and each head's attention weights N x H x L x S.
+    Returns the output N x L x E and each head's attention weights N x H x L x S. Leading dimensions may be
+    several (Swin's batch x windows); ``mask`` is ... x H x L x S and broadcasts over them.
     """
     e = query.shape[-1]
     d = e // num_heads  # d_k: each head's width
@@ -82,15 +83,15 @@ def reference_attention(
         q = F.linear(query, w_q[rows], None if b_q is None else b_q[rows])  # N x L x d
         k = F.linear(key, w_k[rows], None if b_k is None else b_k[rows])  # N x S x d
         v = F.linear(value, w_v[rows], None if b_v is None else b_v[rows])  # N x S x d
-        scores = q @ k.transpose(1, 2) / math.sqrt(d)  # N x L x S: how well each query matches each key
+        scores = q @ k.transpose(-2, -1) / math.sqrt(d)  # N x L x S: how well each query matches each key
         if mask is not None:
-            scores = scores + mask[:, h]  # -inf where attending is forbidden
+            scores = scores + mask.select(-3, h)  # -inf where attending is forbidden
         attn = torch.softmax(scores, dim=-1)  # each query's weights over the keys sum to 1
         weights.append(attn)
         attn = F.dropout(attn, dropout, training)  # drop whole query-key links while training
         heads.append(attn @ v)  # N x L x d: a weighted mean of the values
     out = out_proj(torch.cat(heads, dim=-1))  # N x L x E: concatenate the heads, mix them
-    return out, torch.stack(weights, dim=1)
+    return out, torch.stack(weights, dim=-3)
 
 
 def fused_attention(
@@ -98,7 +99,7 @@ def fused_attention(
     out_proj: nn.Linear, mask: Tensor | None, dropout: float, training: bool, is_causal: bool = False,
 ) -> Tensor:  # fmt: skip
     """The same arithmetic on all heads at once with ``F.scaled_dot_product_attention``."""
-    n, length, e = query.shape
+    e = query.shape[-1]
     if query is key and key is value:  # self-attention: one matrix product for q, k and v
         q, k, v = F.linear(query, in_proj_weight, in_proj_bias).chunk(3, dim=-1)
     else:
@@ -107,11 +108,11 @@ def fused_attention(
         q, k, v = F.linear(query, w[0], b[0]), F.linear(key, w[1], b[1]), F.linear(value, w[2], b[2])
 
     def split(t: Tensor) -> Tensor:
-        return t.view(n, t.shape[1], num_heads, e // num_heads).transpose(1, 2)  # N x H x T x d
+        return t.unflatten(-1, (num_heads, e // num_heads)).transpose(-3, -2)  # N x H x T x d
 
     out = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=mask,
                                          dropout_p=dropout if training else 0.0, is_causal=is_causal)
-    return out_proj(out.transpose(1, 2).reshape(n, length, e))  # N x L x E
+    return out_proj(out.transpose(-3, -2).flatten(-2))  # N x L x E
 
 
 class MultiheadAttention(nn.Module):

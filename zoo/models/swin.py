@@ -99,19 +99,15 @@ class ShiftedWindowAttention(nn.Module):
         if shift:
             x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))  # the windows straddle the old borders
         nw = (ph // m) * (pw // m)
-        x = x.view(b, ph // m, m, pw // m, m, c).permute(0, 1, 3, 2, 4, 5).reshape(b * nw, m * m, c)  # windows
+        x = x.view(b, ph // m, m, pw // m, m, c).permute(0, 1, 3, 2, 4, 5).reshape(b, nw, m * m, c)  # windows
         bias = self.relative_position_bias_table[self.relative_position_index]  # M^4 x heads
-        mask = bias.view(m * m, m * m, -1).permute(2, 0, 1).unsqueeze(0)  # 1 x heads x M^2 x M^2
+        mask = bias.view(m * m, m * m, -1).permute(2, 0, 1)  # heads x M^2 x M^2: the bias of each offset
         if shift:
             mask = mask + shift_mask(ph, pw, m, shift, x.device).unsqueeze(1)  # nW x heads x M^2 x M^2
-        mask = mask.expand(nw, -1, -1, -1).unsqueeze(0).expand(b, -1, -1, -1, -1).reshape(b * nw, -1, m * m, m * m)
-        if self.impl == "fused":
-            x = fused_attention(x, x, x, self.num_heads, self.qkv.weight, self.qkv.bias, self.proj, mask,
-                                self.attention_dropout, self.training)  # N*nW x M^2 x C
-        else:
-            x = reference_attention(x, x, x, self.num_heads, self.qkv.weight, self.qkv.bias, self.proj, mask,
-                                    self.attention_dropout, self.training)[0]
-        x = F.dropout(x, self.dropout, self.training)
+        attend = fused_attention if self.impl == "fused" else reference_attention
+        x = attend(x, x, x, self.num_heads, self.qkv.weight, self.qkv.bias, self.proj, mask, self.attention_dropout,
+                   self.training)  # N x nW x M^2 x C, the mask broadcast over the batch
+        x = F.dropout(x[0] if isinstance(x, tuple) else x, self.dropout, self.training)
         x = x.view(b, ph // m, pw // m, m, m, c).permute(0, 1, 3, 2, 4, 5).reshape(b, ph, pw, c)  # windows -> map
         if shift:
             x = torch.roll(x, shifts=(shift, shift), dims=(1, 2))
