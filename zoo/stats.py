@@ -96,6 +96,7 @@ class _FieldTracer(TorchFunctionMode):
         self.layers: list[Layer] = []
         self.trail: list[tuple[tuple[int, ...], int, int, int]] = []  # (spatial size, channels, field, jump)
         self.scope: list[str] = []
+        self.ndim = 4  # the input's dimensions: outputs with more are regroupings, not maps
 
     def mark(self, t: torch.Tensor, rf: int, jump: int) -> None:
         self.meta[id(t)] = (t, rf, jump)
@@ -123,6 +124,9 @@ class _FieldTracer(TorchFunctionMode):
             if o._base is None and o.numel() > 0:
                 self.seen.setdefault(id(o), o)
         inp = self._inputs(args, kwargs)
+        if inp is not None and name in ("view", "reshape") and _keeps_map(args[0], outs):
+            self.mark(outs[0], *inp)  # channels regrouped over the same map (ShuffleNet's channel shuffle)
+            return out
         if inp is None or not outs or name in _FLAT or name.startswith("__get"):
             return out
         rf, jump = inp
@@ -145,12 +149,18 @@ class _FieldTracer(TorchFunctionMode):
         for o in outs[:1] if spatial else outs:
             self.mark(o, rf, jump)
         y = outs[0]
-        if y.dim() >= 3:
+        if 3 <= y.dim() <= self.ndim:  # a map, not an intermediate regrouping with more dimensions
             self.trail.append((tuple(y.shape[2:]), y.shape[1], rf, jump))
             if spatial:
                 where = self.scope[-1] if self.scope and self.scope[-1] else name
                 self.layers.append(Layer(where, name, tuple(y.shape), rf, jump))
         return out
+
+
+def _keeps_map(x: Any, outs: list[torch.Tensor]) -> bool:
+    """A reshape that leaves the last two (spatial) dimensions alone, so each unit still sees its field."""
+    return (isinstance(x, torch.Tensor) and len(outs) == 1 and x.dim() >= 3 and outs[0].dim() >= 3
+            and x.shape[-2:] == outs[0].shape[-2:])
 
 
 def _stages(trail: list[tuple[tuple[int, ...], int, int, int]]) -> list[Stage]:
@@ -188,6 +198,7 @@ def summary(model: nn.Module, input_size: tuple[int, ...]) -> Summary:
         counter = FlopCounterMode(display=False)
         with counter, tracer:
             tracer.mark(x, 1, 1)
+            tracer.ndim = x.dim()
             model(x)
     finally:
         model.train(was_training)
@@ -211,12 +222,21 @@ def _count(n: float) -> str:
     return f"{n:.0f}"
 
 
+def receptive_field(model: nn.Module, s: Summary) -> str:
+    """The last stage's field in pixels, or the model's own sentence (``receptive_field_note``) where attention
+    makes a traced number misleading: a ViT's field is the whole image after its first attention layer."""
+    note = getattr(model, "receptive_field_note", None)
+    if note:
+        return note
+    return f"{s.stages[-1].receptive_field} px" if s.stages else ""
+
+
 def model_table(pattern: str | None = None) -> str:
     """The markdown table of every registered image model: parameters at 1000 classes, MACs at its input size."""
     from zoo.registry import entry, list_models
 
-    rows = ["| model | family | year | params (1000 classes) | MACs | input | torchvision |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| model | family | year | params (1000 classes) | MACs | input | receptive field | torchvision |",
+            "|---|---|---|---|---|---|---|---|"]
     for name in list_models(pattern):
         e = entry(name)
         if e.kind != "image":
@@ -226,7 +246,7 @@ def model_table(pattern: str | None = None) -> str:
         s = summary(model, e.input_size)
         twin = f"`{e.torchvision}`" if e.torchvision else ""
         rows.append(f"| `{name}` | {e.family} | {e.year} | {s.params:,} | {_count(s.macs)} | "
-                    f"{'x'.join(map(str, e.input_size))} | {twin} |")
+                    f"{'x'.join(map(str, e.input_size))} | {receptive_field(model, s)} | {twin} |")
     return "\n".join(rows)
 
 
