@@ -8,11 +8,11 @@ from zoo import cli
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="eval")
 def main(cfg: DictConfig) -> None:
-    from zoo.run import evaluate
+    from zoo.evaluate import evaluate
 
     with cli.user_errors():
         evaluate(cfg)
 
 
 if __name__ == "__main__":
-    cli.main(main)
+    cli.main(main, config_name="eval")

@@ -25,7 +25,7 @@ import zoo
 from zoo.registry import entry
 
 DEFAULT_MODELS = ["alexnet", "vgg11", "googlenet", "inception_v3", "resnet18", "resnet50",
-                  "resnext50_32x4d", "densenet121"]
+                  "resnext50_32x4d", "densenet121", "shufflenet_v2_x1_0", "swin_t", "vit_b_16"]
 
 
 def _step_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, amp: bool):
@@ -65,10 +65,13 @@ def _warm_up(device: torch.device, size: int, batch: int, seconds: float = 3.0) 
         _time(step, 1, device)
 
 
-def _build(name: str, variant: str, device: torch.device) -> tuple[nn.Module, nn.Module]:
+def _build(name: str, variant: str, device: torch.device, size: int) -> tuple[nn.Module, nn.Module]:
     tv_name = entry(name).torchvision
     kwargs = {"aux_logits": False, "init_weights": False} if name in ("googlenet", "inception_v3") else {}
-    ours = zoo.create_model(name, num_classes=1000, **({"aux_logits": False} if kwargs else {}))
+    ours_kwargs = {"aux_logits": False} if kwargs else {}
+    if entry(name).family == "vit":  # torchvision's ViT takes only the image size it was built for
+        kwargs = ours_kwargs = {"image_size": size}
+    ours = zoo.create_model(name, num_classes=1000, **ours_kwargs)
     theirs = getattr(torchvision.models, tv_name)(weights=None, **kwargs)
     theirs.load_state_dict(ours.state_dict())  # same weights, so both do the same arithmetic
     pair = []
@@ -107,7 +110,7 @@ def main() -> None:
         size = max(args.size, 96) if name == "inception_v3" else args.size
         for variant in args.variants:
             torch.manual_seed(0)
-            ours, theirs = _build(name, variant, device)
+            ours, theirs = _build(name, variant, device, size)
             x = torch.randn(args.batch, 3, size, size, device=device)
             if variant != "plain":
                 x = x.contiguous(memory_format=torch.channels_last)

@@ -170,25 +170,28 @@ def gaussian_noise(x: torch.Tensor, std: float) -> torch.Tensor:
     return x + torch.randn_like(x) * std
 
 
+def _per_channel(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
+    """``values`` as a (C, 1, 1) tensor: it broadcasts over (C, H, W) images and (N, C, H, W) batches alike."""
+    return torch.as_tensor(values, dtype=like.dtype, device=like.device).view(-1, 1, 1)
+
+
 def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """Per-channel ``(x - mean) / std``."""
-    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    return (x - m) / s
+    """Per-channel ``(x - mean) / std`` of float images in [0, 1], (C, H, W) or (N, C, H, W).
+
+    The one normalisation of the project: the datamodules, prediction and the figures all go through
+    this function, :func:`normalize_uint8` and :func:`denormalize`.
+    """
+    return (x - _per_channel(mean, x)) / _per_channel(std, x)
 
 
 def normalize_uint8(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 -> ``(x / 255 - mean) / std`` as one multiply and one add on the new float tensor."""
-    s = torch.as_tensor(std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-    m = torch.as_tensor(mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-    return x.float().mul_(1 / (255 * s)).sub_(m / s)
+    """uint8 -> float in [0, 1] -> :func:`normalize`: the evaluation transform of every image dataset."""
+    return normalize(x.float().div_(255), mean, std)
 
 
 def denormalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """The inverse of :func:`normalize` (for showing a batch)."""
-    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    return x * s + m
+    """The inverse of :func:`normalize` (to show a batch or an image as it was before normalisation)."""
+    return x * _per_channel(std, x) + _per_channel(mean, x)
 
 
 # -- erasing ----------------------------------------------------------------------------------

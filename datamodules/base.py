@@ -18,7 +18,8 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from datamodules.augment import Augment, make_knobs
+from datamodules.augment import Augment, Knobs, make_knobs, normalize_uint8
+from datamodules.whiten import WHITEN_KINDS, apply_whitening, fit_whitening
 from zoo.errors import ZooError
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -79,16 +80,9 @@ class TensorBatches:
         self.weights = weights
 
     def _indices(self) -> torch.Tensor:
-        n = len(self.split)
-        if self.weights is not None:  # same seed on every rank: the ranks shard one common draw
-            g = torch.Generator().manual_seed(self.seed + self.epoch())
-            idx = torch.multinomial(self.weights.double().cpu(), n, replacement=True, generator=g)
-        elif self.shuffle:
-            g = torch.Generator().manual_seed(self.seed + self.epoch())
-            idx = torch.randperm(n, generator=g)
-        else:
-            idx = torch.arange(n)
+        idx = epoch_order(len(self.split), self.seed, self.epoch(), self.shuffle, self.weights)
         if self.world_size > 1:
+            n = len(self.split)
             per_rank = -(-n // self.world_size)
             idx = torch.cat([idx, idx[: per_rank * self.world_size - n]])  # pad like DistributedSampler
             idx = idx[self.rank :: self.world_size]
@@ -108,18 +102,36 @@ class TensorBatches:
             i = idx[b * self.batch_size : (b + 1) * self.batch_size]
             # Training augmentation draws from an RNG seeded by (seed, epoch, batch, rank) and leaves the
             # global RNG alone: a resumed run augments exactly as an uninterrupted one, ranks differ.
-            with _seeded(self._batch_seed(epoch, b), self.split.x.device, enabled=self.shuffle):
+            with seeded(self._batch_seed(epoch, b), self.split.x.device, enabled=self.shuffle):
                 x, y = self.transform(self.split.x[i]), self.split.y[i]
                 if self.target_transform is not None:
                     x, y = self.target_transform(x, y)
             yield x, y
 
     def _batch_seed(self, epoch: int, batch: int) -> int:
-        return (((self.seed * 1_000_003 + epoch) * 1_000_003 + batch) * 1_009 + self.rank) % (2**63)
+        return sample_seed(self.seed, epoch, batch, self.rank)
+
+
+def epoch_order(n: int, seed: int, epoch: int, shuffle: bool, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """An epoch's order of ``range(n)``, a function of ``(seed, epoch)`` alone: so a resumed run sees the
+    order an uninterrupted one saw. With ``weights`` (one per sample) drawn with replacement in
+    proportion to them; else a permutation (``shuffle``) or ``0..n-1``."""
+    if weights is not None:  # same seed on every rank: the ranks shard one common draw
+        g = torch.Generator().manual_seed(seed + epoch)
+        return torch.multinomial(weights.double().cpu(), n, replacement=True, generator=g)
+    if shuffle:
+        return torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch))
+    return torch.arange(n)
+
+
+def sample_seed(seed: int, epoch: int, position: int, rank: int = 0) -> int:
+    """A seed for the random draws of one batch (or one sample) of an epoch: distinct for every
+    (seed, epoch, position, rank), and the same in a resumed run."""
+    return (((seed * 1_000_003 + epoch) * 1_000_003 + position) * 1_009 + rank) % (2**63)
 
 
 @contextmanager
-def _seeded(seed: int, device: torch.device, enabled: bool = True) -> Iterator[None]:
+def seeded(seed: int, device: torch.device, enabled: bool = True) -> Iterator[None]:
     """Run a block with the CPU (and this CUDA device's) RNG seeded, restoring the outer state after it.
 
     What ``torch.random.fork_rng`` does, without its accelerator lookup: with a CUDA build of torch on a
@@ -144,18 +156,15 @@ def _seeded(seed: int, device: torch.device, enabled: bool = True) -> Iterator[N
             torch.cuda.set_rng_state(cuda_state, index)
 
 
-class InMemoryDataModule(pl.LightningDataModule):
-    """Base class: subclasses implement :meth:`load_splits` and set the dataset's facts.
+class DataModule(pl.LightningDataModule):
+    """What every datamodule has, in memory or not: the dataset's facts, batch sizes, the augmentation
+    preset and knobs, class weights from the class counts, and the facts a checkpoint stores.
 
-    Facts every datamodule exposes (the model and the task are built from them, never from a second
-    config key): ``num_classes``, ``input_shape``, ``mean``, ``std``, ``class_names``, ``task``.
-
-    Training batches go through :class:`datamodules.augment.Augment`: the ``augment`` preset (``none``,
-    ``standard``, ``strong``, chosen for the dataset's ``augment_kind``: ``objects`` or ``digits``) with the
-    ``aug`` knobs on top; validation and test batches are only converted and normalised.
+    Facts (the model and the task are built from them, never from a second config key): ``num_classes``,
+    ``input_shape``, ``mean``, ``std``, ``class_names``, ``task``.
     """
 
-    name: str = "in_memory"
+    name: str = "data"
     task: str = "classification"  # or "regression", "language_model"
     num_classes: int = 0
     input_shape: tuple[int, ...] = ()
@@ -175,15 +184,68 @@ class InMemoryDataModule(pl.LightningDataModule):
         balanced_sampler: bool = False,
     ) -> None:
         super().__init__()
-        if int(batch_size) <= 0:
-            raise ZooError(f"data.batch_size must be a positive integer; got {batch_size}")
-        self.batch_size = int(batch_size)
-        self.eval_batch_size = int(eval_batch_size or batch_size)
-        self.seed = seed
-        self.drop_last = drop_last
+        self.batch_size = whole_number(batch_size, "data.batch_size")
+        self.eval_batch_size = whole_number(batch_size if eval_batch_size is None else eval_batch_size,
+                                            "data.eval_batch_size")
+        self.seed = whole_number(seed, "seed", minimum=0)
+        self.drop_last = bool(drop_last)
         self.augment = augment
         self.aug = dict(aug or {})
         self.balanced_sampler = bool(balanced_sampler)
+        self.source_index: dict[str, torch.Tensor] = {}  # where each split's samples sit in the source it was cut from
+
+    def knobs(self) -> Knobs:
+        """The ``augment`` preset for this kind of data, with the ``aug`` knobs on top."""
+        return make_knobs(self.augment, self.augment_kind, self.aug)
+
+    def augmenter(self) -> Augment:
+        """The training pipeline built from :meth:`knobs`."""
+        return Augment(self.mean, self.std, self.num_classes, self.knobs())
+
+    def class_counts(self) -> torch.Tensor:
+        """How many training samples each class has, (num_classes,) int64."""
+        raise NotImplementedError
+
+    def class_weights(self) -> torch.Tensor:
+        """Loss weights ``n / (num_classes * count_c)`` (scikit-learn's "balanced"); 0 for absent classes."""
+        counts = self.class_counts().double()
+        w = counts.sum() / (len(counts) * counts)
+        return torch.where(counts > 0, w, torch.zeros_like(w)).float()
+
+    def facts(self) -> dict[str, Any]:
+        """What a checkpoint stores about its data, so a model can be rebuilt and fed without it."""
+        return {
+            "name": self.name,
+            "task": self.task,
+            "num_classes": self.num_classes,
+            "input_shape": list(self.input_shape),
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "class_names": list(self.class_names),
+        }
+
+
+class InMemoryDataModule(DataModule):
+    """Base class of the in-memory datasets: subclasses implement :meth:`load_splits` and set the facts.
+
+    Training batches go through :class:`datamodules.augment.Augment`: the ``augment`` preset (``none``,
+    ``standard``, ``strong``, chosen for the dataset's ``augment_kind``: ``objects`` or ``digits``) with the
+    ``aug`` knobs on top; validation and test batches are only converted and normalised. ``whiten``
+    (``pca`` or ``zca``, :mod:`datamodules.whiten`) is fitted on the normalised training split and applied
+    to every batch after normalisation; ``facts()["whitening"]`` carries it to a checkpoint.
+    """
+
+    name: str = "in_memory"
+
+    def __init__(self, *args: Any, whiten: str | None = None, whiten_eps: float = 1e-2, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        whiten = None if whiten in (None, "none", False) else whiten
+        if whiten is not None and whiten not in WHITEN_KINDS:
+            raise ZooError(f"data.whiten must be none, {' or '.join(WHITEN_KINDS)}; got {whiten!r}")
+        if isinstance(whiten_eps, bool) or not isinstance(whiten_eps, (int, float)) or not whiten_eps > 0:
+            raise ZooError(f"data.whiten_eps must be a positive number; got {whiten_eps!r}")
+        self.whiten, self.whiten_eps = whiten, float(whiten_eps)
+        self.whitening: dict[str, Any] | None = None  # fitted in setup
         self.splits: dict[str, Split] = {}
         self._on_device: dict[tuple[str, str], Split] = {}
 
@@ -192,31 +254,37 @@ class InMemoryDataModule(pl.LightningDataModule):
         """Return ``{"train": Split, "val": Split, "test": Split}`` as uint8 CPU tensors."""
         raise NotImplementedError
 
-    def augmenter(self) -> Augment:
-        """The training pipeline: the ``augment`` preset for this kind of data, ``aug`` knobs on top."""
-        return Augment(self.mean, self.std, self.num_classes, make_knobs(self.augment, self.augment_kind, self.aug))
-
     def train_transform(self) -> Transform:
-        """Batched transform for training batches: augmentation, then conversion and normalisation."""
+        """Batched transform for training batches: augmentation, then conversion, normalisation, whitening."""
         pipeline = self.augmenter()
-        return pipeline.images if pipeline.is_random else self.eval_transform()
+        if not pipeline.is_random:
+            return self.eval_transform()
+        return self._whitened(pipeline.images)
 
     def eval_transform(self) -> Transform:
-        """Deterministic batched transform: uint8 -> float in [0, 1] -> normalised."""
-        mean = torch.tensor(self.mean).view(1, -1, 1, 1)
-        std = torch.tensor(self.std).view(1, -1, 1, 1)
+        """Deterministic batched transform: uint8 -> float in [0, 1] -> normalised (-> whitened)."""
+        mean, std = self.mean, self.std
+        return self._whitened(lambda x: normalize_uint8(x, mean, std))
 
-        def to_float(x: torch.Tensor) -> torch.Tensor:
-            x = x.float().div_(255)
-            return (x - mean.to(x.device)) / std.to(x.device)
-
-        return to_float
+    def _whitened(self, transform: Transform) -> Transform:
+        fact = self.whitening
+        if fact is None:
+            return transform
+        return lambda x: apply_whitening(transform(x), fact)
 
     # -- Lightning hooks ----------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
-        if not self.splits:
-            self.splits = self.load_splits()
-
+        if self.splits:
+            return
+        splits = self.load_splits()
+        for split in ("train", "val", "test"):
+            if split not in splits or len(splits[split]) == 0:
+                raise ZooError(f"data {self.name}: the {split} split is empty; a run needs training, validation "
+                               f"and test samples (check data.val_size / data.test_size and the data files)")
+        self.splits = splits
+        if self.whiten is not None:
+            normalise = lambda x: normalize_uint8(x, self.mean, self.std)  # noqa: E731
+            self.whitening = fit_whitening(self.splits["train"].x, normalise, self.whiten, self.whiten_eps)
     def _device(self) -> torch.device:
         trainer = getattr(self, "trainer", None)
         return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
@@ -237,12 +305,6 @@ class InMemoryDataModule(pl.LightningDataModule):
             raise ZooError(f"class counts need integer class labels; data {self.name!r} has targets of shape "
                            f"{tuple(y.shape)}")
         return torch.bincount(y.cpu(), minlength=self.num_classes)
-
-    def class_weights(self) -> torch.Tensor:
-        """Loss weights ``n / (num_classes * count_c)`` (scikit-learn's "balanced"); 0 for absent classes."""
-        counts = self.class_counts().double()
-        w = counts.sum() / (len(counts) * counts)
-        return torch.where(counts > 0, w, torch.zeros_like(w)).float()
 
     def sample_weights(self) -> torch.Tensor:
         """Per training sample, the inverse frequency of its class: what the balanced sampler draws by."""
@@ -282,25 +344,57 @@ class InMemoryDataModule(pl.LightningDataModule):
         return self._batches("test", train=False)
 
     def facts(self) -> dict[str, Any]:
-        """What a checkpoint stores about its data, so a model can be rebuilt and fed without it."""
-        return {
-            "name": self.name,
-            "task": self.task,
-            "num_classes": self.num_classes,
-            "input_shape": list(self.input_shape),
-            "mean": list(self.mean),
-            "std": list(self.std),
-            "class_names": list(self.class_names),
-        }
+        """The base's facts, and with ``whiten`` the fitted map: ``{"kind", "eps", "mean", "matrix"}`` as
+        tensors, for :func:`datamodules.whiten.apply_whitening` in evaluation and prediction."""
+        facts = super().facts()
+        if self.whiten is not None:
+            self.setup()
+            facts["whitening"] = self.whitening
+        return facts
 
 
-def seeded_split(n: int, sizes: list[int], seed: int) -> list[torch.Tensor]:
-    """Split ``range(n)`` into index tensors of the given sizes with a fixed seed."""
-    if sum(sizes) > n:
-        raise ZooError(f"split sizes {sizes} need {sum(sizes)} samples; the data has {n}")
+# -- config values and splits: checked once, here ----------------------------------------------
+def whole_number(value: Any, key: str, minimum: int = 1) -> int:
+    """A config value that must be a whole number >= ``minimum``. Refuses what ``int()`` would take
+    silently: ``true`` (a bool is an int in Python), ``2.5``, and strings such as ``"abc"``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < minimum:
+        raise ZooError(f"{key} must be a whole number >= {minimum}; got {value!r}")
+    return int(value)
+
+
+def held_out_count(value: Any, n: int, key: str) -> int:
+    """A held-out split's size: a count (a whole number >= 1) or a fraction of ``n`` in (0, 1)."""
+    if isinstance(value, float) and 0 < value < 1:
+        count = int(round(value * n))
+        if count < 1:
+            raise ZooError(f"{key}={value} of {n} samples is no sample at all; give a larger fraction or a count")
+        return count
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:  # 2.0: a count has no decimal point
+        raise ZooError(f"{key} must be a count (a whole number >= 1) or a fraction in (0, 1); got {value!r}")
+    return value
+
+
+HOLD_OUT_ORDER = ("val", "test")
+
+
+def hold_out(n: int, sizes: dict[str, Any], seed: int) -> dict[str, torch.Tensor]:
+    """Split ``range(n)`` with a fixed seed into ``train`` and the held-out splits of ``sizes``.
+
+    Each size is a count or a fraction (:func:`held_out_count`); a fraction is of what the splits named
+    before it leave (``{"test": 0.2, "val": 0.1}``: a tenth of what remains once the test set is out). The
+    permutation is cut as train, val, test (the layout every split made here has always had), so every
+    index lands in exactly one split. At least one training sample must remain.
+    """
+    counts, left = {}, n
+    for name, value in sizes.items():
+        counts[name] = held_out_count(value, left, f"data.{name}_size")
+        left -= counts[name]
+    if left < 1:
+        shown = ", ".join(f"data.{k}_size={v}" for k, v in sizes.items())
+        raise ZooError(f"{shown} leave no training samples: they hold out {n - left} of {n}")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    out, start = [], 0
-    for s in sizes:
-        out.append(perm[start : start + s])
-        start += s
+    out, start = {"train": perm[:left]}, left
+    for name in sorted(counts, key=lambda k: HOLD_OUT_ORDER.index(k)):
+        out[name] = perm[start : start + counts[name]]
+        start += counts[name]
     return out

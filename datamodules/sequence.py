@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from datamodules.base import InMemoryDataModule, Split, Transform, seeded_split
+from datamodules.augment import normalize_uint8
+from datamodules.base import InMemoryDataModule, Split, Transform, hold_out, whole_number
 from datamodules.vision import DIGITS, MNIST_MEAN, MNIST_STD, load_mnist_5k, read_idx
 from zoo.errors import ZooError
 
@@ -41,6 +42,11 @@ class SequenceDataModule(InMemoryDataModule):
     """Base of the sequence datamodules: inputs need no image normalisation, facts include ``in_channels``."""
 
     in_channels: int = 1
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("whiten") not in (None, "none", False):
+            raise ZooError("data.whiten is for images; sequence datasets take no whitening")
+        super().__init__(*args, **kwargs)
 
     def eval_transform(self) -> Transform:
         return _identity
@@ -107,7 +113,9 @@ class SeqMNIST(SequenceDataModule):
             raise ZooError(f"data.source must be auto, full or embedded; got {source!r}")
         self.mode, self.permute, self.permutation_seed, self.source = mode, permute, permutation_seed, source
         self.data_dir = Path(data_dir) if data_dir else None
-        self.val_size, self.test_size, self.split_seed, self.shift = val_size, test_size, split_seed, shift
+        self.val_size, self.test_size, self.split_seed = val_size, test_size, split_seed
+        self.shift = whole_number(shift, "data.shift", minimum=0)
+        hold_out(5000, {"test": test_size, "val": val_size}, split_seed)  # a bad size fails here, not in setup
         self.input_shape = (28, 28) if mode == "rows" else (784, 1)
         self.in_channels = self.input_shape[1]
         self.used_source = ""
@@ -122,23 +130,14 @@ class SeqMNIST(SequenceDataModule):
         if full is not None:
             self.used_source = "full"
             (x, y), (x_test, y_test) = full["train"], full["test"]
-            self._check_sizes(len(x), self.val_size)
-            tr, va = seeded_split(len(x), [len(x) - self.val_size, self.val_size], self.split_seed)
-            return {"train": Split(x[tr], y[tr]), "val": Split(x[va], y[va]), "test": Split(x_test, y_test)}
+            self.source_index = index = hold_out(len(x), {"val": self.val_size}, self.split_seed)
+            return {"train": Split(x[index["train"]], y[index["train"]]),
+                    "val": Split(x[index["val"]], y[index["val"]]), "test": Split(x_test, y_test)}
         self.used_source = "embedded"
         x, y = load_mnist_5k()
         x = x[:, 0]  # N x 28 x 28
-        self._check_sizes(len(x), self.val_size + self.test_size)
-        n_train = len(x) - self.val_size - self.test_size
-        tr, va, te = seeded_split(len(x), [n_train, self.val_size, self.test_size], self.split_seed)
-        return {"train": Split(x[tr], y[tr]), "val": Split(x[va], y[va]), "test": Split(x[te], y[te])}
-
-    def _check_sizes(self, n: int, held_out: int) -> None:
-        if self.val_size < 1 or self.test_size < 0 or held_out >= n:
-            raise ZooError(
-                f"data.val_size={self.val_size} and data.test_size={self.test_size} leave no training digits "
-                f"of the {n} in the {self.used_source} MNIST"
-            )
+        self.source_index = hold_out(len(x), {"test": self.test_size, "val": self.val_size}, self.split_seed)
+        return {k: Split(x[i], y[i]) for k, i in self.source_index.items()}
 
     def permutation(self) -> torch.Tensor | None:
         """The fixed pixel order of psMNIST (None unless ``permute``)."""
@@ -150,7 +149,7 @@ class SeqMNIST(SequenceDataModule):
         mean, std, perm, mode = self.mean[0], self.std[0], self.permutation(), self.mode
 
         def to_sequence(x: torch.Tensor) -> torch.Tensor:
-            x = (x.float().div_(255) - mean) / std  # N x 28 x 28
+            x = normalize_uint8(x, (mean,), (std,))  # N x 28 x 28
             if mode == "rows":
                 return x  # N x T=28 x 28: one row per step
             x = x.reshape(len(x), 784)
@@ -178,6 +177,11 @@ class SeqMNIST(SequenceDataModule):
 
     def facts(self) -> dict[str, Any]:
         return {**super().facts(), "mode": self.mode, "permute": self.permute, "source": self.used_source}
+
+
+def _sizes(train: Any, val: Any, test: Any) -> tuple[int, int, int]:
+    """Sizes of generated splits: whole numbers >= 1 each (generated data has nothing to hold out of)."""
+    return tuple(whole_number(v, f"data.{k}_size") for k, v in (("train", train), ("val", val), ("test", test)))
 
 
 # -- the adding problem --------------------------------------------------------------------------
@@ -218,8 +222,10 @@ class Adding(SequenceDataModule):
         data_seed: int = 0, **kwargs: Any,
     ) -> None:  # fmt: skip
         super().__init__(**kwargs)
-        self.length, self.sizes, self.data_seed = length, (train_size, val_size, test_size), data_seed
-        self.input_shape = (length, 2)
+        self.length = whole_number(length, "data.length", minimum=2)
+        self.sizes = _sizes(train_size, val_size, test_size)
+        self.data_seed = data_seed
+        self.input_shape = (self.length, 2)
         self.baseline_mse = 1 / 6
 
     def load_splits(self) -> dict[str, Split]:
@@ -276,9 +282,10 @@ class Copy(SequenceDataModule):
         test_size: int = 500, data_seed: int = 0, **kwargs: Any,
     ) -> None:  # fmt: skip
         super().__init__(**kwargs)
-        self.length, self.copy_length = length, copy_length
-        self.sizes, self.data_seed = (train_size, val_size, test_size), data_seed
-        self.input_shape = (length + 2 * copy_length, self.in_channels)
+        self.length = whole_number(length, "data.length")
+        self.copy_length = whole_number(copy_length, "data.copy_length")
+        self.sizes, self.data_seed = _sizes(train_size, val_size, test_size), data_seed
+        self.input_shape = (self.length + 2 * self.copy_length, self.in_channels)
 
     def load_splits(self) -> dict[str, Split]:
         g = torch.Generator().manual_seed(self.data_seed)
@@ -293,6 +300,21 @@ class Copy(SequenceDataModule):
 
 
 # -- character-level text ------------------------------------------------------------------------
+def read_text(path: Path) -> str:
+    """A text file's characters; a binary file (not UTF-8, or with NUL bytes) ends in one line that names
+    the first offending byte, never the file's contents."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ZooError(f"{path} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); data=char_text "
+                       f"needs a text file") from None
+    if "\x00" in text:
+        raise ZooError(f"{path} looks binary (a NUL byte at offset {text.index(chr(0))}); data=char_text needs a "
+                       f"text file")
+    return text
+
+
 class CharText(SequenceDataModule):
     """Next-character prediction on a text file: windows of ``seq_len`` characters, targets shifted by one.
 
@@ -319,11 +341,16 @@ class CharText(SequenceDataModule):
         self.path = Path(path) if path else DEFAULT_TEXT
         if not self.path.is_file():
             raise ZooError(f"text file not found: {self.path} (pass data.path=FILE with any UTF-8 text)")
-        if seq_len < 1 or (bptt is not None and bptt < 1):
-            raise ZooError(f"data.seq_len and data.bptt must be positive; got {seq_len} and {bptt}")
-        self.seq_len, self.bptt = seq_len, bptt
+        self.seq_len = seq_len = whole_number(seq_len, "data.seq_len")
+        self.bptt = None if bptt is None else whole_number(bptt, "data.bptt")
+        for key, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f < 1:
+                raise ZooError(f"data.{key} must be a fraction in (0, 1); got {f!r}")
+        if val_fraction + test_fraction >= 1:
+            raise ZooError(f"data.val_fraction={val_fraction} and data.test_fraction={test_fraction} leave no "
+                           f"training text")
         self.fractions = (val_fraction, test_fraction)
-        self.text = self.path.read_text(encoding="utf-8")
+        self.text = read_text(self.path)
         if len(self.text) < 3 * (seq_len + 1):
             raise ZooError(f"{self.path} has {len(self.text)} characters; data.seq_len={seq_len} needs more")
         self.vocab = sorted(set(self.text))
@@ -353,12 +380,10 @@ class CharText(SequenceDataModule):
         tokens = self.encode(self.text)
         n_val, n_test = (max(self.seq_len + 1, int(len(tokens) * f)) for f in self.fractions)
         n_train = len(tokens) - n_val - n_test
-        parts = {
-            "train": tokens[:n_train],
-            "val": tokens[n_train : n_train + n_val],
-            "test": tokens[n_train + n_val :],
-        }
-        return {name: self._windows(t) for name, t in parts.items()}
+        bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, len(tokens))}
+        # the characters each split's inputs and targets are cut from: disjoint stretches of the file
+        self.source_index = {name: torch.arange(a, b) for name, (a, b) in bounds.items()}
+        return {name: self._windows(tokens[a:b]) for name, (a, b) in bounds.items()}
 
     def facts(self) -> dict[str, Any]:
         return {**super().facts(), "seq_len": self.seq_len, "bptt": self.bptt}

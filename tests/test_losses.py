@@ -14,7 +14,7 @@ from torch import nn
 
 from tests.conftest import ROOT
 from zoo.errors import ZooError
-from zoo.losses import CrossEntropyLoss, FocalLoss, SoftTargetCrossEntropy
+from zoo.training.losses import CrossEntropyLoss, FocalLoss, SoftTargetCrossEntropy
 
 torch.manual_seed(0)
 LOGITS = torch.randn(16, 5)

@@ -24,7 +24,7 @@ from zoo.models import googlenet as G
 from zoo.models.inception_resnet_v2 import InceptionResNetV2A
 from zoo.models.layers import AuxLogits
 from zoo.registry import build_network, entry
-from zoo.tasks import ClassificationTask
+from zoo.training.tasks import ClassificationTask
 
 NAMES = ["googlenet", "inception_v2", "inception_v3", "inception_v4", "inception_resnet_v2"]
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from tests.conftest import ROOT
 from zoo.errors import ZooError
-from zoo.optim import build_optimizer, build_scheduler, classifier_parameter_names, l1_penalty
+from zoo.training.optim import build_optimizer, build_scheduler, classifier_parameter_names, l1_penalty
 
 CONFIGS = str(ROOT / "configs")
 OPTIMIZERS = {

@@ -37,6 +37,12 @@ RECIPES = {
     "lstm_seq_mnist": "lstm",
     "gru_adding": "gru",
     "lstm_char_text": "lstm",
+    # issue 17
+    "vit_lite_7_4_cifar10": "vit_lite_7_4",
+    "transformer_seq_mnist": "transformer",
+    "transformer_adding": "transformer",
+    "transformer_copy": "transformer",
+    "transformer_char_text": "transformer",
 }
 ALL = sorted(p.stem for p in EXPERIMENTS.glob("*.yaml") if not p.stem.startswith("_"))
 

@@ -11,6 +11,7 @@ import contextlib
 import os
 import pickle
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -70,8 +71,8 @@ def test_entry_points_refuse_a_code_running_checkpoint(tmp_path: Path, entry: st
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy_pickle"])
 def test_python_entry_points_refuse_a_code_running_checkpoint(tmp_path: Path, legacy: bool) -> None:
+    from zoo.evaluate import evaluate_ensemble, predict
     from zoo.export import export
-    from zoo.predict import evaluate_ensemble, predict
 
     marker = tmp_path / "PWNED"
     evil = _evil(tmp_path / "model.pth", marker, legacy=legacy)
@@ -110,7 +111,8 @@ EXPECTED = {"truncated": "truncated or corrupt", "random": "not a readable check
 
 def test_bad_files_give_one_line_through_eval_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from zoo.cli import user_errors
-    from zoo.run import evaluate, train
+    from zoo.evaluate import evaluate
+    from zoo.run import train
 
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         for kind, path in _bad_files(tmp_path).items():
@@ -147,8 +149,8 @@ def test_any_random_bytes_end_in_a_user_error(tmp_path: Path) -> None:
 
 def test_lightning_resume_loads_through_zoo(tmp_path: Path) -> None:
     """``trainer.fit(ckpt_path=...)`` reads checkpoints with the trainer's CheckpointIO: ours, weights-only."""
-    from zoo.resume import SafeCheckpointIO
     from zoo.run import build_trainer
+    from zoo.training.callbacks.resume_state import SafeCheckpointIO
 
     marker = tmp_path / "PWNED"
     evil = _evil(tmp_path / "last.ckpt", marker)
@@ -159,3 +161,366 @@ def test_lightning_resume_loads_through_zoo(tmp_path: Path) -> None:
     with pytest.raises(ZooError, match="refusing to load"):
         trainer.strategy.load_checkpoint(evil)
     assert not marker.exists()
+
+
+# -- the hostile corpus: checkpoints that load weights-only but whose metadata asks for code ----------------
+#
+# Each payload is a Hydra config that, given to ``instantiate``, creates MARKER (the oracle test below shows
+# it does); each position is a place in a checkpoint's metadata. Nothing read from a file may reach
+# ``instantiate``: every case ends in one ``error:`` line, exit 2, and MARKER never appears.
+
+
+def _pickle_running(command: str) -> bytes:
+    return pickle.dumps(_RunsCommand(command))
+
+
+def _payloads(tmp_path: Path, marker: Path) -> dict[str, dict]:
+    import numpy as np
+
+    npy = tmp_path / "evil.npy"
+    np.save(npy, np.array([_RunsCommand(f"touch {marker}")], dtype=object), allow_pickle=True)
+    existing = tmp_path / "some_file.txt"
+    existing.write_text("x")
+    return {
+        "torch_load": {"_target_": "torch.load", "weights_only": False,
+                       "f": {"_target_": "io.BytesIO", "_args_": [_pickle_running(f"touch {marker}")]}},
+        "numpy_load": {"_target_": "numpy.load", "file": str(npy), "allow_pickle": True},
+        "open": {"_target_": "builtins.open", "_args_": [str(marker), "w"]},
+        "write_text": {"_target_": "pathlib.Path.write_text",
+                       "_args_": [{"_target_": "pathlib.Path", "_args_": [str(marker)]}, "owned"]},
+        "copyfile": {"_target_": "shutil.copyfile", "_args_": [str(existing), str(marker)]},
+    }
+
+
+def _place(position: str, payload: dict) -> dict:
+    """Today's layout (and the record's) with ``payload`` at ``position``."""
+    from tests.test_checkpoints import legacy_hparams
+
+    hp = legacy_hparams()
+    if position == "data":
+        hp["data"]["config"] = payload
+    elif position == "data_nested":  # inside the augmentation options
+        hp["data"]["config"]["aug"] = {"cutout": payload}
+    elif position in ("loss", "optimizer", "scheduler"):
+        hp[position] = payload
+    elif position == "model_kwargs":
+        hp["model"]["dropout"] = payload
+    elif position == "class_names":
+        hp["data"]["facts"] = {**hp["data"]["facts"], "class_names": [payload] * 10}
+    elif position.startswith("record_"):  # the record's own layout: names, with the payload as an option
+        from zoo.checkpoint import Record
+
+        hp = Record.from_hparams(legacy_hparams(), "good").to_dict()
+        group = position[len("record_") :]
+        if group == "loss_name":
+            hp["loss"] = {"name": payload, "options": {}}
+        else:
+            hp[group]["options"]["weight" if group == "loss" else "lr" if group == "optimizer" else "aug"] = payload
+    return hp
+
+
+POSITIONS = ["data", "data_nested", "loss", "optimizer", "scheduler", "model_kwargs", "class_names",
+             "record_data", "record_loss", "record_optimizer", "record_loss_name"]
+PAYLOADS = ["torch_load", "numpy_load", "open", "write_text", "copyfile"]
+
+
+def _hostile(tmp_path: Path, position: str, payload: str) -> tuple[Path, Path]:
+    from tests.test_checkpoints import write_checkpoint
+
+    marker = tmp_path / "MARKER"
+    hp = _place(position, _payloads(tmp_path, marker)[payload])
+    return write_checkpoint(tmp_path / f"{position}_{payload}.ckpt", hp=hp), marker
+
+
+def _one_error_line(call, capsys: pytest.CaptureFixture, marker: Path, match: str = "refusing .*") -> str:
+    """``call`` under the entry points' error boundary: exit 2, one ``error:`` line, no traceback, no marker."""
+    from zoo.cli import user_errors
+
+    with pytest.raises(SystemExit) as exit_info, user_errors():
+        call()
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert exit_info.value.code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert re.match(f"error: {match}", lines[0]), lines[0]
+    assert not marker.exists(), "the payload ran"
+    return lines[0]
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_each_payload_runs_when_instantiated(tmp_path: Path, payload: str) -> None:
+    """The oracle: what the corpus holds is real, Hydra's instantiate would run it."""
+    from hydra.utils import instantiate
+
+    marker = tmp_path / "MARKER"
+    with contextlib.suppress(Exception):
+        instantiate(_payloads(tmp_path, marker)[payload])
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_the_record_refuses_code_anywhere(tmp_path: Path, capsys: pytest.CaptureFixture, position: str,
+                                          payload: str) -> None:
+    """Through load_record, the one reader every consumer (eval, predict, ensembles, export, load_pretrained,
+    fine-tuning, resume, torch.hub) starts with."""
+    from zoo.checkpoint import load_record
+
+    path, marker = _hostile(tmp_path, position, payload)
+    line = _one_error_line(lambda: load_record(path), capsys, marker)
+    target = _payloads(tmp_path, marker)[payload]["_target_"]
+    assert line == f"error: refusing {path}: it names code to run ({target})"
+
+
+ENTRY_POINTS = ["eval", "eval_predict", "eval_ensemble", "export", "load_pretrained", "hub", "finetune", "resume"]
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_every_entry_point_refuses_a_hostile_record(tmp_path: Path, capsys: pytest.CaptureFixture, entry: str) -> None:
+    from zoo.evaluate import evaluate
+    from zoo.export import export
+    from zoo.run import train
+
+    evil, marker = _hostile(tmp_path, "data", "torch_load")
+    out = [f"paths.output_dir={tmp_path / 'out'}", "trainer.accelerator=cpu"]
+
+    def composed(config: str, *overrides: str):
+        with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+            return compose(config, overrides=[*overrides, *out])
+
+    calls = {
+        "eval": lambda: evaluate(composed("eval", f"ckpt_path={evil}")),
+        "eval_predict": lambda: evaluate(composed("eval", f"ckpt_path={evil}", f"predict={tmp_path}")),
+        "eval_ensemble": lambda: evaluate(composed("eval", f"ckpt_path=[{evil},{evil}]", "ensemble=mean")),
+        "export": lambda: export(evil, "safetensors", tmp_path / "x.safetensors"),
+        "load_pretrained": lambda: zoo.load_pretrained(evil),
+        "hub": lambda: torch.hub.load(str(ROOT), "lenet5", source="local", pretrained=str(evil), trust_repo=True),
+        "finetune": lambda: train(composed("train", f"model.pretrained={evil}", "trainer.max_epochs=1",
+                                           "data.val_size=100", "data.test_size=100")),
+        "resume": lambda: train(composed("train", f"ckpt_path={evil}")),
+    }
+    _one_error_line(calls[entry], capsys, marker, match=f"refusing {re.escape(str(evil))}: it names code to run")
+
+
+def test_eval_py_refuses_a_hostile_record_end_to_end(tmp_path: Path) -> None:
+    evil, marker = _hostile(tmp_path, "loss", "write_text")
+    proc = _run("eval.py", f"ckpt_path={evil}", tmp_path=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr + proc.stdout
+    expected = f"error: refusing {evil}: it names code to run (pathlib.Path.write_text)"
+    assert proc.stderr.strip().splitlines() == [expected]
+    assert not marker.exists()
+
+
+def test_export_module_refuses_a_hostile_record_end_to_end(tmp_path: Path) -> None:
+    evil, marker = _hostile(tmp_path, "data_nested", "copyfile")
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    proc = subprocess.run([sys.executable, "-m", "zoo.export", f"ckpt_path={evil}", "format=safetensors"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr + proc.stdout
+    assert proc.stderr.strip().splitlines() == [f"error: refusing {evil}: it names code to run (shutil.copyfile)"]
+    assert not marker.exists()
+
+
+def test_resume_refuses_a_run_directory_that_adds_code_end_to_end(tmp_path: Path) -> None:
+    """``train.py ckpt_path=RUN/checkpoints/last.ckpt`` reads RUN/.hydra/overrides.yaml: data, not commands."""
+    from tests.test_checkpoints import write_checkpoint
+
+    run = tmp_path / "shared_run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / ".hydra").mkdir()
+    marker = tmp_path / "MARKER"
+    (run / ".hydra" / "overrides.yaml").write_text(
+        f"- trainer.max_epochs=1\n- '+callbacks.x={{_target_: pathlib.Path.touch, _args_: [{marker}]}}'\n")
+    last = write_checkpoint(run / "checkpoints" / "last.ckpt")
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    proc = subprocess.run([sys.executable, "train.py", f"ckpt_path={last}"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr + proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: refusing {run / '.hydra' / 'overrides.yaml'}: its "
+                                                   "override '+callbacks.x={_target_: pathlib.Path.touch"), lines
+    assert not marker.exists()
+
+
+# -- validated before use -----------------------------------------------------------------------------------
+
+
+def _with(hp_change) -> dict:
+    from tests.test_checkpoints import legacy_hparams
+
+    hp = legacy_hparams()
+    hp_change(hp)
+    return hp
+
+
+BAD_RECORDS = {
+    "huge_num_classes": (lambda hp: hp.update(num_classes=10**12), r"num_classes must be an integer in \[1, "),
+    "zero_channels": (lambda hp: hp.update(in_channels=0), r"in_channels must be an integer in \[1, "),
+    "string_classes": (lambda hp: hp.update(num_classes="10"), "num_classes must be an integer"),
+    "huge_input": (lambda hp: hp["data"]["facts"].update(input_shape=[3, 100000, 100000]),
+                   r"facts.input_shape \[3, 100000, 100000\] is 30,000,000,000 values"),
+    "no_model": (lambda hp: hp.pop("model"), "model must be a mapping with a name"),
+    "unknown_model": (lambda hp: hp["model"].update(name="os"), "unknown model 'os'"),
+    "bad_kwarg": (lambda hp: hp["model"].update(width_of_doom=3), "model 'lenet5' has no option 'width_of_doom'"),
+    "other_model": (lambda hp: hp["model"].update(name="alexnet"), "weights do not fit 'alexnet'"),
+    "other_classes": (lambda hp: hp.update(num_classes=7), "weights do not fit 'lenet5': shape mismatches"),
+    "unknown_option": (lambda hp: hp["optimizer"].update(rocket=1), "optimizer 'sgd' takes no option 'rocket'"),
+    "interpolation": (lambda hp: hp["data"]["config"].update(data_dir="${oc.env:HOME}"),
+                      r"refusing .*: data.data_dir holds an interpolation \(\$\{oc.env:HOME\}\)"),
+    "not_a_mapping": (lambda hp: hp.update(data=[1, 2]), "data must be a mapping"),
+    "negative_std": (lambda hp: hp["data"]["facts"].update(std=[-1.0]), "facts.std must hold finite positive"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_RECORDS))
+def test_a_bad_record_is_one_line_before_anything_is_built(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                            case: str) -> None:
+    """Through eval.py's own function; the model is checked against the weights on the meta device."""
+    from tests.test_checkpoints import write_checkpoint
+    from zoo.evaluate import evaluate
+
+    change, expected = BAD_RECORDS[case]
+    path = write_checkpoint(tmp_path / f"{case}.ckpt", hp=_with(change))
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("eval", overrides=[f"ckpt_path={path}", f"paths.output_dir={tmp_path / 'out'}"])
+    line = _one_error_line(lambda: evaluate(cfg), capsys, tmp_path / "none", match=".*")
+    assert re.search(expected, line) and str(path) in line, line
+
+
+def test_a_new_record_of_a_newer_zoo_and_unknown_keys_are_one_line(tmp_path: Path) -> None:
+    from tests.test_checkpoints import legacy_hparams
+    from zoo.checkpoint import Record, read_record
+
+    good = Record.from_hparams(legacy_hparams(), "x").to_dict()
+    with pytest.raises(ZooError, match=r"newer than this zoo reads"):
+        read_record({"hyper_parameters": {**good, "record_version": 99}}, "f")
+    with pytest.raises(ZooError, match="unknown keys in its record: surprise"):
+        read_record({"hyper_parameters": {**good, "surprise": 1}}, "f")
+    with pytest.raises(ZooError, match=r"refusing f: it names code to run \(os.system\)"):
+        read_record({"hyper_parameters": {**good, "surprise": {"_target_": "os.system"}}}, "f")
+    with pytest.raises(ZooError, match=r"data '../../x' is not a config of configs/data/"):
+        read_record({"hyper_parameters": {**good, "data": {"name": "../../x", "options": {}}}}, "f")
+    # a target the configs name, but for another group, or nested, is refused too
+    for place in ("loss", "data_nested"):
+        with pytest.raises(ZooError, match=r"it names code to run \(torch.optim.SGD\)"):
+            read_record({"hyper_parameters": _place(place, {"_target_": "torch.optim.SGD"})}, "f")
+
+
+def test_the_allow_list_is_what_configs_name(tmp_path: Path) -> None:
+    """Computed from configs/: every `_target_:` line of every yaml file is in it, and nothing else."""
+    from zoo.checkpoint import allowed_targets, config_targets, group_config
+
+    written = set()
+    for path in (ROOT / "configs").rglob("*.yaml"):
+        written |= set(re.findall(r"^\s*_target_:\s*([\w.]+)", path.read_text(), flags=re.M))
+    assert allowed_targets() == written and "os.system" not in written and len(written) > 30
+    for group, targets in config_targets().items():
+        for target, options in targets.items():
+            assert all(group_config(group, o).get("_target_") == target for o in options)
+    assert config_targets()["loss"]["zoo.training.losses.CrossEntropyLoss"] == ("cross_entropy",)
+
+
+# -- untrusted sizes and leftovers --------------------------------------------------------------------------
+
+
+def test_a_zip_bomb_is_refused_before_it_is_decompressed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import zipfile
+
+    from zoo.weights import load_file
+
+    bomb = tmp_path / "bomb.ckpt"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("archive/data.pkl", pickle.dumps({"state_dict": {}}))
+        z.writestr("archive/data/0", bytes(64 * 2**20))  # 64 MiB of zeros: a few kB compressed
+    assert bomb.stat().st_size < 2**20
+
+    def no_torch_load(*args, **kwargs):
+        raise AssertionError("torch.load ran on a zip bomb")
+
+    monkeypatch.setattr(torch, "load", no_torch_load)
+    with pytest.raises(ZooError, match=r"refusing .*bomb.ckpt: its archive would expand to 67,1\d\d,\d\d\d bytes"):
+        load_file(bomb)
+    monkeypatch.undo()
+    real = tmp_path / "real.ckpt"
+    torch.save({"w": torch.zeros(1000)}, real)
+    assert torch.equal(load_file(real)["w"], torch.zeros(1000))  # a real checkpoint is about its own size
+    monkeypatch.setenv("ZOO_MAX_CHECKPOINT_BYTES", "1000")  # the cap is configurable
+    with pytest.raises(ZooError, match="cap ZOO_MAX_CHECKPOINT_BYTES=1,000"):
+        load_file(real)
+
+
+def test_leftover_temp_files_of_killed_saves_are_cleared(tmp_path: Path) -> None:
+    from zoo.training.callbacks.resume_state import SafeCheckpointIO
+
+    ckpts = tmp_path / "checkpoints"
+    ckpts.mkdir()
+    left = [ckpts / ".last.ckpt.k1l2m3.tmp", ckpts / ".last.ckpt.x9.tmp", ckpts / ".best.ckpt.a1.tmp"]
+    for p in left:
+        p.write_bytes(b"half a checkpoint")
+    (ckpts / "notes.tmp").write_text("not ours")
+    io = SafeCheckpointIO()
+    io.save_checkpoint({"epoch": 1}, ckpts / "last.ckpt")  # the next save of last.ckpt clears its own
+    assert sorted(p.name for p in ckpts.iterdir()) == [".best.ckpt.a1.tmp", "last.ckpt", "notes.tmp"]
+    io.load_checkpoint(ckpts / "last.ckpt")  # a resume of the run clears every checkpoint's
+    assert sorted(p.name for p in ckpts.iterdir()) == ["last.ckpt", "notes.tmp"]
+
+
+def test_whitening_facts_are_kept_as_plain_tensors_and_checked(tmp_path: Path) -> None:
+    """A datamodule's fitted whitening (data.whiten=pca|zca) is a fact: tensors or lists, never code."""
+    from tests.test_checkpoints import legacy_hparams, write_checkpoint
+    from zoo.checkpoint import Record, load_record
+
+    hp = legacy_hparams()
+    matrix = torch.randn(784, 784)
+    hp["data"]["facts"]["whitening"] = {"kind": "zca", "mean": torch.zeros(784), "matrix": matrix}
+    record = Record.from_hparams(hp, "x")
+    path = write_checkpoint(tmp_path / "w.ckpt", hp=record.to_dict())
+    _, again = load_record(path)  # weights-only load of the stored tensors
+    assert torch.equal(again.facts.whitening["matrix"], matrix) and again.facts.whitening["kind"] == "zca"
+    hp["data"]["facts"]["whitening"] = {"kind": {"_target_": "os.system", "_args_": ["id"]}}
+    with pytest.raises(ZooError, match=r"refusing x: it names code to run \(os.system\)"):
+        Record.from_hparams(hp, "x")
+    hp["data"]["facts"]["whitening"] = "zca"
+    with pytest.raises(ZooError, match="facts.whitening must be a tensor, a list or a mapping"):
+        Record.from_hparams(hp, "x")
+
+
+def test_eval_builds_its_trainer_as_training_does(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Settings Lightning refuses are one line in eval.py too (zoo.run.build_trainer), not a traceback."""
+    from tests.test_checkpoints import write_checkpoint
+    from zoo.evaluate import evaluate
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: trainer=gpu works here")
+    path = write_checkpoint(tmp_path / "a.ckpt")
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("eval", overrides=[f"ckpt_path={path}", "trainer=gpu", f"paths.output_dir={tmp_path / 'o'}"])
+    line = _one_error_line(lambda: evaluate(cfg), capsys, tmp_path / "none", match="the trainer settings do not work")
+    assert "no CUDA GPU is visible here" in line
+
+
+def test_a_safetensors_header_is_data_too(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """zoo.export writes the record as JSON metadata; a header that names code is refused like a checkpoint."""
+    import json
+
+    pytest.importorskip("safetensors")
+    from safetensors.torch import save_file
+
+    from tests.test_checkpoints import legacy_hparams
+    from zoo.checkpoint import Record
+
+    net = zoo.create_model("lenet5", num_classes=10, in_channels=1)
+    weights = {k: v.contiguous() for k, v in net.state_dict().items()}
+    marker = tmp_path / "MARKER"
+    payload = _payloads(tmp_path, marker)["open"]
+    record = Record.from_hparams(legacy_hparams(), "x").to_dict()
+    headers = {"record": {"zoo_record": json.dumps({**record, "model_kwargs": {"dropout": payload}})},
+               "old_export": {"zoo_model": json.dumps({"name": "lenet5", "dropout": payload}), "num_classes": "10",
+                              "in_channels": "1", "image_size": "28"}}
+    for kind, meta in headers.items():
+        path = tmp_path / f"{kind}.safetensors"
+        save_file(weights, str(path), metadata=meta)
+        _one_error_line(lambda p=path: zoo.load_pretrained(p), capsys, marker,
+                        match=f"refusing {re.escape(str(path))}: it names code to run \\(builtins.open\\)")
+    good = tmp_path / "good.safetensors"
+    save_file(weights, str(good), metadata={"zoo_record": json.dumps(record)})
+    assert torch.equal(zoo.load_pretrained(good).fc3.weight, net.fc3.weight)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
 
@@ -16,15 +17,43 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 needs_two_gpus = pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs for NCCL DDP")
 
 
-@pytest.mark.parametrize("name", ["cpu", "gpu", "ddp", "ddp_cpu", "fsdp"])
-def test_trainer_configs_compose(name: str) -> None:
+def _built_trainer(tmp_path: Path, *overrides: str) -> pl.Trainer:
+    """The Trainer that train.py would build from these overrides (zoo.run.build_trainer, callbacks and all)."""
+    from zoo.run import build_trainer
+
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"trainer={name}"])
-    assert cfg.trainer._target_ == "pytorch_lightning.Trainer"
-    if name == "gpu":
-        assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.channels_last and cfg.trainer.benchmark
-    if name == "ddp_cpu":
-        assert cfg.trainer.devices == 2 and cfg.trainer.accelerator == "cpu" and cfg.trainer.strategy == "ddp"
+        cfg = compose(config_name="train", overrides=[f"paths.output_dir={tmp_path}", *overrides])
+    return build_trainer(cfg)
+
+
+def test_cpu_and_ddp_cpu_configs_build_the_trainers_they_promise(tmp_path: Path) -> None:
+    from pytorch_lightning.strategies import DDPStrategy, SingleDeviceStrategy
+
+    single = _built_trainer(tmp_path, "trainer=cpu")
+    assert isinstance(single.strategy, SingleDeviceStrategy) and single.strategy.root_device.type == "cpu"
+    assert single.num_devices == 1 and single.precision == "32-true"
+    ddp = _built_trainer(tmp_path, "trainer=ddp_cpu")
+    assert isinstance(ddp.strategy, DDPStrategy) and ddp.num_devices == 2
+    assert ddp.strategy.root_device.type == "cpu" and ddp.strategy.num_processes == 2  # gloo: the real run below
+
+
+def test_gpu_config_asks_for_bf16_autotuning_and_channels_last(tmp_path: Path) -> None:
+    """trainer=gpu's settings reach the Trainer (run here on the CPU, where bf16 autocast also exists)."""
+    from zoo.run import _prepare_speed
+
+    trainer = _built_trainer(tmp_path, "trainer=gpu", "trainer.accelerator=cpu", "trainer.devices=1")
+    assert trainer.precision == "bf16-mixed" and torch.backends.cudnn.benchmark
+    with trainer.precision_plugin.forward_context():
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16 and torch.is_autocast_enabled("cpu")
+
+    from omegaconf import OmegaConf
+
+    from zoo.training.tasks import ClassificationTask
+
+    task = ClassificationTask(model={"name": "lenet5"}, num_classes=10, in_channels=1,
+                              optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1})
+    _prepare_speed(OmegaConf.create({"trainer": {"channels_last": True}, "model": {}}), task)
+    assert task.net.conv2.weight.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_fsdp_config_builds_lightnings_fsdp_strategy() -> None:
@@ -99,14 +128,11 @@ def test_channels_last_keeps_weights_nhwc_and_outputs_equal(tmp_path: Path) -> N
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     w = ckpt["state_dict"]["net.conv2.weight"]
     assert w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
-
+    # zoo's loader takes NHWC weights as they are: the rebuilt network computes what the stored weights say
     import zoo
 
-    model = zoo.create_model("lenet5", num_classes=10, in_channels=1).eval()
-    x = torch.randn(4, 1, 28, 28)
-    ref = model(x)
-    model.to(memory_format=torch.channels_last)
-    torch.testing.assert_close(model(x), ref, rtol=1e-5, atol=1e-5)
+    model = zoo.load_pretrained(tmp_path / "checkpoints" / "last.ckpt")
+    torch.testing.assert_close(model.conv2.weight, w.contiguous(), rtol=0, atol=0)
 
 
 # ---- the CUDA path: runs where a GPU is present, skipped with a reason elsewhere ----------------------
@@ -118,7 +144,11 @@ def test_gpu_bf16_channels_last_run(tmp_path: Path) -> None:
                       "+trainer.limit_train_batches=5", "+trainer.limit_val_batches=2", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert 0.0 <= metrics["test/acc"] <= 1.0
+    assert metrics["test/acc"] > 0.3  # 5 bf16 steps of ResNet-18 learn something: chance is 0.1
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    w = ckpt["state_dict"]["net.conv1.weight"]
+    assert w.dtype == torch.float32  # bf16-mixed keeps float32 master weights
+    assert w.is_contiguous(memory_format=torch.channels_last)
 
 
 @needs_cuda

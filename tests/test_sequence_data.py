@@ -13,7 +13,7 @@ from datamodules.sequence import DEFAULT_TEXT, Adding, CharText, Copy, SeqMNIST,
 from datamodules.vision import load_mnist_5k
 from tests.conftest import run_script
 from zoo.errors import ZooError
-from zoo.tasks import LanguageModelTask, SequenceRegressionTask
+from zoo.training.tasks import LanguageModelTask, SequenceRegressionTask
 
 
 def test_adding_problem_targets_and_baseline() -> None:
@@ -76,7 +76,7 @@ def test_seq_mnist_reads_full_mnist_files(tmp_path: Path) -> None:
     dm.setup()
     assert dm.facts()["source"] == "full"
     assert [len(dm.splits[s]) for s in ("train", "val", "test")] == [50, 10, 20]
-    with pytest.raises(ZooError, match="no training digits"):
+    with pytest.raises(ZooError, match="leave no training samples"):
         SeqMNIST(data_dir=str(tmp_path), val_size=500).setup()
     with pytest.raises(ZooError, match="MNIST/raw"):
         SeqMNIST(data_dir=str(tmp_path / "nowhere"), source="full").setup()
@@ -143,11 +143,12 @@ def test_language_model_sampling_and_truncated_bptt() -> None:
         )  # fmt: skip
 
 
-def test_regression_task_defaults_to_mse() -> None:
+def test_regression_task_defaults_to_mse_and_refuses_a_classification_loss() -> None:
     common = {"model": {"name": "gru", "hidden_size": 4}, "num_classes": 1, "in_channels": 2,
               "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True}}  # fmt: skip
-    assert isinstance(SequenceRegressionTask(**common, loss={"_target_": "torch.nn.CrossEntropyLoss"}).criterion,
-                      torch.nn.MSELoss)  # fmt: skip
+    for loss in ("torch.nn.CrossEntropyLoss", "zoo.training.losses.CrossEntropyLoss", "zoo.training.losses.FocalLoss"):
+        with pytest.raises(ZooError, match="is a classification loss .* regression: choose loss=mse"):
+            SequenceRegressionTask(**common, loss={"_target_": loss})
     assert isinstance(SequenceRegressionTask(**common, loss={"_target_": "torch.nn.L1Loss"}).criterion, torch.nn.L1Loss)
     task = SequenceRegressionTask(**common)
     x = torch.randn(3, 5, 2)

@@ -106,7 +106,7 @@ def test_model_table(capsys) -> None:
     table = model_table("vgg16*")
     rows = table.splitlines()
     assert len(rows) == 4 and rows[0].startswith("| model |")
-    assert "| `vgg16` | vgg | 2014 | 138,357,544 | 15.47 G | 3x224x224 | `vgg16` |" in rows
+    assert "| `vgg16` | vgg | 2014 | 138,357,544 | 15.47 G | 3x224x224 | 212 px | `vgg16` |" in rows
     main(["lenet5*"])
     out = capsys.readouterr().out
     assert "`lenet5_classic`" in out and "| 1x32x32 |" in out and "`vgg16`" not in out

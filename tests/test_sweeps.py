@@ -19,6 +19,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from zoo import sweeps
+from zoo.training.callbacks import nan_guard
 
 TINY = ["++trainer.max_epochs=1", "++trainer.limit_train_batches=3", "++trainer.limit_val_batches=1",
         "++trainer.limit_test_batches=1"]
@@ -76,6 +77,7 @@ def test_grid_sweep_records_diverged_trials_and_summarises(tmp_path: Path) -> No
             assert "diverged" in row["reason"] and row["val/acc"] == ""
     md = (sweep_dir / "sweep_summary.md").read_text()
     assert md.count("\n| ") == 5 and "training diverged" in md  # header + 4 trials
+    assert (sweep_dir / "sweep_summary.png").is_file()  # the metric against optimizer and optimizer.lr
 
     # TensorBoard over the sweep directory: each finished trial has an HParams session with its settings
     # and the hp/ metrics of its metrics.json
@@ -153,7 +155,7 @@ def test_optuna_search_is_reproducible_and_survives_failed_trials(tmp_path: Path
     rows = _rows(tmp_path / "a")
     failed = [row for row in rows if row["status"] == "failed"]
     assert len(failed) == batch.count("0")
-    assert all("data.batch_size must be a positive integer" in row["reason"] for row in failed)
+    assert all("data.batch_size must be a whole number >= 1; got 0" in row["reason"] for row in failed)
     assert rows[0]["status"] == "ok"
     assert float(rows[0]["val/acc"]) == pytest.approx(best_a["best_value"])
     assert best_a["best_params"]["data.batch_size"] == 64
@@ -280,19 +282,47 @@ def test_nan_guard_watches_every_step_and_reports_the_first_bad_loss() -> None:
 
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
     trainer = SimpleNamespace(optimizers=[opt], current_epoch=3)
-    guard = sweeps.NaNGuard(check_every_n_steps=3)
+    guard = nan_guard.NaNGuard(check_every_n_steps=3)
     guard.on_fit_start(trainer, None)
     for i, loss in enumerate([1.0, 2.0, 0.5]):  # finite: nothing happens
         guard.on_train_batch_end(trainer, None, {"loss": torch.tensor(loss)}, None, i)
     guard.on_train_batch_end(trainer, None, {"loss": torch.tensor(math.inf)}, None, 3)
     guard.on_train_batch_end(trainer, None, torch.tensor(math.nan), None, 4)  # not a multiple of 3: no check yet
-    with pytest.raises(sweeps.TrainingDiverged) as e:
+    with pytest.raises(nan_guard.TrainingDiverged) as e:
         guard.on_train_batch_end(trainer, None, {"loss": torch.tensor(1.0)}, None, 5)
     assert str(e.value) == ("training diverged: train/loss became inf at epoch 3, batch 3 (learning rate 0.5); "
                             "lower optimizer.lr, or clip gradients with trainer.gradient_clip_val")
     guard.on_train_batch_end(trainer, None, {"loss": torch.tensor(math.nan)}, None, 6)
-    with pytest.raises(sweeps.TrainingDiverged, match="became nan at epoch 3, batch 6 "):  # epoch end checks too
+    with pytest.raises(nan_guard.TrainingDiverged, match="became nan at epoch 3, batch 6 "):  # epoch end checks too
         guard.on_train_epoch_end(trainer, None)
+
+
+def test_nan_guard_stops_a_loss_that_diverges_to_a_finite_value() -> None:
+    from types import SimpleNamespace
+
+    trainer = SimpleNamespace(optimizers=[], current_epoch=0)
+    guard = nan_guard.NaNGuard(check_every_n_steps=4, diverge_factor=10, diverge_steps=3)
+    guard.on_fit_start(trainer, None)
+    losses = [2.0, 25.0, 30.0, 1.0, 21.0, 400.0, 3.0, 3.0]  # spikes of 2 steps above 10 x 2.0: not yet
+    for i, loss in enumerate(losses):
+        guard.on_train_batch_end(trainer, None, {"loss": torch.tensor(loss)}, None, i)
+    with pytest.raises(nan_guard.TrainingDiverged, match=r"above 10x its first value \(2\) for 3 steps, "
+                                                         r"reaching 60 at epoch 0, batch 10; lower"):
+        for i, loss in enumerate([21.0, 22.0, 60.0, 70.0], start=8):
+            guard.on_train_batch_end(trainer, None, {"loss": torch.tensor(loss)}, None, i)
+    off = nan_guard.NaNGuard(check_every_n_steps=1, diverge_steps=0)
+    off.on_fit_start(trainer, None)
+    for i, loss in enumerate([1.0] + [1e6] * 50):  # huge but finite: the check is off
+        off.on_train_batch_end(trainer, None, {"loss": torch.tensor(loss)}, None, i)
+
+
+def test_train_py_stops_adam_at_lr_1e4_in_one_line(tmp_path: Path) -> None:
+    proc = run_script("train.py", "optimizer.lr=1e4", "trainer.max_epochs=1", f"hydra.run.dir={tmp_path}",
+                      "callbacks.progress_bar.refresh_rate=0", "trainer.enable_model_summary=false")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: training diverged: train/loss stayed above 100x"), lines
+    assert json.loads((tmp_path / "status.json").read_text())["status"] == "failed"
 
 
 def test_failed_trial_tensors_are_gone_when_memory_is_released(tmp_path: Path, monkeypatch) -> None:

@@ -11,12 +11,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 
 from tests.conftest import run_script
-from zoo.callbacks import TensorBoardDiagnostics
+from zoo.training.callbacks.diagnostics import TensorBoardDiagnostics
 
 
 def _read(tb_dir: Path) -> dict:
     """Tags of every kind, scalar values and the HParams session record of all event files of a run."""
-    out: dict = {"scalars": {}, "histograms": {}, "images": set(), "graph": False, "hparams": b""}
+    out: dict = {"scalars": {}, "histograms": {}, "images": set(), "graph": False, "hparams": b"", "pr": set()}
     for f in sorted(tb_dir.rglob("events.out.tfevents.*")):
         acc = EventAccumulator(str(f), size_guidance={"scalars": 0, "histograms": 0, "images": 1})
         acc.Reload()
@@ -27,6 +27,10 @@ def _read(tb_dir: Path) -> dict:
             out["histograms"].setdefault(t, []).extend(e.step for e in acc.Histograms(t))
         out["images"] |= set(tags["images"])
         out["graph"] |= bool(tags["graph"])
+        try:
+            out["pr"] |= set(acc.PluginTagToContent("pr_curves"))
+        except KeyError:
+            pass
         try:
             out["hparams"] += acc.PluginTagToContent("hparams").get("_hparams_/session_start_info", b"")
         except KeyError:
@@ -44,7 +48,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={run_dir}",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return _read(run_dir / "tensorboard")
+    return {**_read(run_dir / "tensorboard"), "dir": run_dir, "output": proc.stdout + proc.stderr}
 
 
 @pytest.mark.slow
@@ -58,6 +62,8 @@ def test_curves_learning_rate_and_hparams(run: dict) -> None:
     for step in range(4):
         assert lr[step] == pytest.approx(1e-3 * (0.01 + 0.99 * step / 4), rel=1e-5)
     assert lr[4] == pytest.approx(1e-3, rel=1e-5)
+    # one val/acc point per epoch: re-validating the best checkpoint after fitting adds none
+    assert [s for s, _ in scalars["val/acc"]] == [s for s, _ in scalars["train/loss_epoch"]] == [5, 11]
     assert b"model.name" in run["hparams"] and b"mlp" in run["hparams"] and b"optimizer.lr" in run["hparams"]
 
 
@@ -76,7 +82,12 @@ def test_diagnostics_histograms_gradient_norms_graph_and_test_figures(run: dict)
     dead = {t: v for t, v in run["scalars"].items() if t.startswith("dead_relu/")}
     assert sorted(dead) == ["dead_relu/features.0.1", "dead_relu/features.1.1"], sorted(dead)
     assert all([s for s, _ in v] == [0, 4, 8] and all(0 <= x <= 1 for _, x in v) for v in dead.values())
-    assert {"test/confusion_matrix", "test/most_confident_wrong"} <= run["images"]
+    assert {"test/confusion_matrix", "test/most_confident_wrong", "test/acc_per_class"} <= run["images"]
+    # one precision-recall curve per digit, and per-class accuracies whose sample-weighted mean is test/acc
+    assert run["pr"] == {f"test/pr_curve/{d}" for d in range(10)}, run["pr"]
+    per_class = {t: v[-1][1] for t, v in run["scalars"].items() if t.startswith("test/acc_per_class/")}
+    assert len(per_class) == 10 and all(0 <= a <= 1 for a in per_class.values())
+    assert (run["dir"] / "curves.png").stat().st_size > 5000  # the per-epoch picture of the run
 
 
 def test_confusion_matrix_and_most_confident_wrong_by_hand() -> None:
@@ -107,3 +118,44 @@ def test_dead_relu_fraction_by_hand() -> None:
     cb._log_dead_units(SimpleNamespace(loggers=[logger], global_step=0))  # type: ignore[arg-type]
     assert logged == {"dead_relu/1": pytest.approx(0.75)}
     assert not net[1]._forward_hooks  # the hooks are gone after the logged step
+
+
+def test_epoch_curves_record_each_epochs_numbers_and_resume(tmp_path: Path) -> None:
+    """EpochCurves' history holds, for every epoch, what Lightning logged for that epoch (read back from CSV)."""
+    import csv
+
+    import pytorch_lightning as pl
+    from pytorch_lightning.loggers import CSVLogger
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from zoo.training.callbacks.diagnostics import EpochCurves
+    from zoo.training.tasks import ClassificationTask
+
+    torch.manual_seed(0)
+    task = ClassificationTask(model={"name": "mlp", "depth": 1, "width": 8, "input_size": 4}, num_classes=3,
+                              in_channels=1, optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.5})
+    data = TensorDataset(torch.randn(24, 1, 4, 4), torch.randint(0, 3, (24,)))
+    curves = EpochCurves()
+    trainer = pl.Trainer(max_epochs=3, logger=CSVLogger(tmp_path), enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False, accelerator="cpu",
+                         default_root_dir=tmp_path, callbacks=[curves])
+    trainer.fit(task, DataLoader(data, batch_size=8), DataLoader(data, batch_size=8))
+    logged: dict[str, dict[int, float]] = {}
+    for row in csv.DictReader(open(next(tmp_path.rglob("metrics.csv")))):
+        for tag in ("train/loss_epoch", "val/loss", "val/acc"):
+            if row.get(tag):
+                logged.setdefault(tag, {})[int(row["epoch"])] = float(row[tag])
+    assert set(logged["val/loss"]) == {0, 1, 2}
+    for tag, points in logged.items():
+        assert curves.history[tag] == pytest.approx(points), tag
+    assert (tmp_path / "curves.png").stat().st_size > 5000
+    again = EpochCurves()
+    again.load_state_dict(curves.state_dict())  # what a checkpoint keeps
+    assert again.history == curves.history
+
+
+@pytest.mark.slow
+def test_terminal_shows_macs_and_no_lightning_tips(run: dict) -> None:
+    out = run["output"]
+    assert "Total MACs" in out and "Total FLOPs: 0 " not in out
+    assert "Tip:" not in out and "LeafSpec" not in out

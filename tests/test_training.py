@@ -13,9 +13,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import zoo
 from tests.conftest import run_script
-from zoo.callbacks import EMA
 from zoo.errors import ZooError
 from zoo.models.layers import ACTIVATIONS
+from zoo.training.callbacks.ema import EMA
 from zoo.weights import load_file
 
 # -- models with a choice of activation ----------------------------------------------------------------------
@@ -65,7 +65,7 @@ def test_lenet_activation_changes_the_function_not_the_weights() -> None:
 
 
 def test_l1_adds_the_penalty_to_the_training_loss() -> None:
-    from zoo.tasks import ClassificationTask
+    from zoo.training.tasks import ClassificationTask
 
     kw = dict(model={"name": "mlp", "depth": 1, "width": 8}, num_classes=10, in_channels=1,
               optimizer={"_target_": "torch.optim.SGD", "lr": 0.1})
@@ -203,7 +203,7 @@ def test_demo_recipes_compose(name: str) -> None:
 def test_train_epoch_loss_and_accuracy_equal_a_hand_computation(tmp_path: Path) -> None:
     """train/loss_epoch is the sample-weighted mean loss of the epoch's batches and train/acc their accuracy
     (lr 0, so the network is the same for every batch and the hand computation can rerun it)."""
-    from zoo.tasks import ClassificationTask
+    from zoo.training.tasks import ClassificationTask
 
     torch.manual_seed(0)
     task = ClassificationTask(model={"name": "mlp", "depth": 1, "width": 8, "input_size": 4}, num_classes=3,
@@ -222,26 +222,48 @@ def test_train_epoch_loss_and_accuracy_equal_a_hand_computation(tmp_path: Path) 
     assert not task.train_stats.update_called  # reset for the next epoch
 
 
-def test_rich_progress_bar_updates_at_most_refresh_rate_times_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
-    from zoo import callbacks
+def _bar_fit(monkeypatch: pytest.MonkeyPatch, refresh_rate: int, batches: int = 30) -> tuple[list, list]:
+    """A real fit of ``batches`` batches with zoo's bar; the clock moves 1/32 s a batch. Returns, for every
+    update the bar passed on to Lightning, (batch number, the metrics it showed), and each batch's loss."""
+    from pytorch_lightning.callbacks import RichProgressBar as LightningBar
+
+    from zoo.training.callbacks import progress
+    from zoo.training.tasks import ClassificationTask
 
     clock = [100.0]
-    monkeypatch.setattr(callbacks.time, "monotonic", lambda: clock[0])
-    bar = callbacks.RichProgressBar(refresh_rate=8)
-    due = []
-    for batch in range(1, 31):  # 30 batches, 1/32 s apart (exact in binary)
-        due.append(bar._due(batch, 30))
-        clock[0] += 1 / 32
-    # the first batch, then one every 1/8 s (every 4th batch), and the last so the bar ends full
-    assert [b for b, d in zip(range(1, 31), due) if d] == [1, 5, 9, 13, 17, 21, 25, 29, 30]
-    assert not callbacks.RichProgressBar(refresh_rate=0)._due(1, 1)  # a disabled bar never updates
+    shown: list[tuple[int, dict]] = []
+    losses: list[float] = []
+
+    class Clock(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):  # noqa: ANN001
+            losses.append(float(outputs["loss"]))
+            clock[0] += 1 / 32
+
+    def lightning_update(self, trainer, pl_module, outputs, batch, batch_idx):  # noqa: ANN001
+        shown.append((batch_idx + 1, self.get_metrics(trainer, pl_module)))
+
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(LightningBar, "on_train_batch_end", lightning_update)
+    torch.manual_seed(0)
+    task = ClassificationTask(model={"name": "mlp", "depth": 1, "width": 8, "input_size": 4}, num_classes=3,
+                              in_channels=1, optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1})
+    loader = DataLoader(TensorDataset(torch.randn(batches * 4, 1, 4, 4), torch.randint(0, 3, (batches * 4,))),
+                        batch_size=4)
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_model_summary=False, enable_checkpointing=False,
+                         accelerator="cpu", log_every_n_steps=50,
+                         callbacks=[Clock(), progress.RichProgressBar(refresh_rate=refresh_rate)])
+    trainer.fit(task, train_dataloaders=loader)
+    return shown, losses
 
 
-def test_model_checkpoint_state_key_is_lightnings() -> None:
-    """Checkpoints name the callback's state by this key: ours must be Lightning's, or resuming loses it."""
-    from zoo.callbacks import ModelCheckpoint
+def test_rich_progress_bar_updates_at_most_refresh_rate_times_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    shown, _ = _bar_fit(monkeypatch, refresh_rate=8)
+    # the first batch, then one every 1/8 s (every 4th batch of 1/32 s), and the last so the bar ends full
+    assert [b for b, _ in shown] == [1, 5, 9, 13, 17, 21, 25, 29, 30]
 
-    kw = dict(monitor="val/acc", mode="max", every_n_epochs=1)
-    ours = ModelCheckpoint(**kw)
-    assert ours.state_key == pl.callbacks.ModelCheckpoint(**kw).state_key == ours.state_key
-    assert ours.state_key != ModelCheckpoint(monitor=None).state_key
+
+def test_rich_progress_bar_shows_the_running_epoch_loss_never_a_stale_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    shown, losses = _bar_fit(monkeypatch, refresh_rate=8)
+    for batch, metrics in shown:  # train/loss_step (logged every 50 steps) would show batch 1's loss throughout
+        assert "train/loss_step" not in metrics and "train/loss_epoch" not in metrics
+        assert metrics["train/loss"] == pytest.approx(sum(losses[:batch]) / batch, rel=1e-5)

@@ -1,6 +1,6 @@
 """Ship a network to another runtime: ``python -m zoo.export ckpt_path=PATH format=onnx|torchscript|safetensors``.
 
-The checkpoint alone says what to build and what an input looks like (``hyper_parameters["data"]["facts"]``):
+The checkpoint's record (zoo.checkpoint) alone says what to build and what an input looks like:
 N x C x H x W images, N x T x F float sequences, or N x T token ids for language models. ONNX and
 TorchScript files take any batch size; ``.safetensors`` holds the weights only (no pickle, nothing to
 execute), with the model name and sizes in its metadata.
@@ -15,34 +15,35 @@ import json
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
+from zoo.checkpoint import Record
 from zoo.errors import ZooError
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
 
 
-def example_input(hp: dict[str, Any], batch: int = 2) -> torch.Tensor:
+def example_input(record: Record, batch: int = 2) -> torch.Tensor:
     """A batch shaped like the checkpoint's data: images, float sequences, or token ids."""
-    facts = hp["data"]["facts"]
-    shape = list(facts["input_shape"])
+    shape = list(record.facts.input_shape)
+    if not shape:
+        raise ZooError(f"{record.source} does not record its input shape (facts.input_shape)")
     g = torch.Generator().manual_seed(0)
-    if facts.get("task") == "language_model":
-        return torch.randint(0, hp["in_channels"], (batch, shape[0]), generator=g)  # N x T token ids
+    if record.task == "language_model":
+        return torch.randint(0, record.in_channels, (batch, shape[0]), generator=g)  # N x T token ids
     return torch.randn(batch, *shape, generator=g)  # N x C x H x W or N x T x F
 
 
-def _tokens_or_features(net: nn.Module, hp: dict[str, Any], batch: int = 2) -> torch.Tensor:
-    x = example_input(hp, batch)
+def _tokens_or_features(net: nn.Module, record: Record, batch: int = 2) -> torch.Tensor:
+    x = example_input(record, batch)
     if x.is_floating_point():
         try:
             with torch.no_grad():
                 net(x)
         except Exception:  # a token model (copy task) fed floats: give it ids instead
-            return torch.randint(0, hp["in_channels"], x.shape[:2], generator=torch.Generator().manual_seed(0))
+            return torch.randint(0, record.in_channels, x.shape[:2], generator=torch.Generator().manual_seed(0))
     return x
 
 
@@ -67,31 +68,29 @@ def export_torchscript(net: nn.Module, x: torch.Tensor, path: Path) -> Path:
     return path
 
 
-def export_safetensors(net: nn.Module, hp: dict[str, Any], path: Path) -> Path:
-    """Weights only, no pickle; ``zoo.load_pretrained(path, name=...)`` reads it back (metadata says the name)."""
+def export_safetensors(net: nn.Module, record: Record, path: Path) -> Path:
+    """Weights only, no pickle; ``zoo.load_pretrained(path)`` reads it back (the record, as JSON metadata)."""
     from safetensors.torch import save_model
 
-    size = (hp.get("data") or {}).get("facts", {}).get("input_shape", [None])[-1]
-    meta = {"zoo_model": json.dumps(hp["model"]), "num_classes": str(hp["num_classes"]),
-            "in_channels": str(hp["in_channels"]), "image_size": str(size or "")}
+    meta = {"zoo_record": json.dumps(record.to_dict(), default=lambda t: t.tolist())}  # tensors (whitening) as lists
     save_model(net, str(path), metadata=meta)  # save_model handles tied weights (one copy of each)
     return path
 
 
 def export(ckpt_path: str | Path, fmt: str, output: str | Path | None = None, opset: int | None = None) -> Path:
     """Write the checkpoint's network in ``fmt``; return the file written."""
-    from zoo.weights import load_checkpoint, load_pretrained
+    from zoo.checkpoint import load_record
+    from zoo.evaluate import network
 
     if fmt not in FORMATS:
         raise ZooError(f"format={fmt!r}: valid: {', '.join(FORMATS)}")
-    ckpt = load_checkpoint(ckpt_path)
-    hp = ckpt["hyper_parameters"]
-    net = load_pretrained(ckpt).float().eval()
+    ckpt, record = load_record(ckpt_path)
+    net = network(ckpt, record).float().eval()
     out = Path(output) if output else Path(ckpt_path).with_suffix(FORMATS[fmt])
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "safetensors":
-        return export_safetensors(net, hp, out)
-    x = _tokens_or_features(net, hp)
+        return export_safetensors(net, record, out)
+    x = _tokens_or_features(net, record)
     if fmt == "onnx":
         return export_onnx(net, x, out, opset)
     return export_torchscript(net, x, out)

@@ -11,6 +11,9 @@ shift 0):
   forward variance, fan_out the backward one), gain sqrt(2) for ReLU.
 - ``orthogonal`` — Saxe et al. 2014: rows (or columns) orthonormal, norms preserved exactly in a linear net.
 - ``trunc_normal`` — N(0, std^2) cut at +-2 std (ViT/timm's choice).
+- ``normal`` — N(0, std^2) whatever the layer's fans (std 1: the naive choice the study notes warn about).
+- ``zeros`` — every weight 0: all units of a layer compute the same and get the same gradient, so they stay
+  equal (the symmetry a random init breaks); kept to show it.
 
 ``zero_init_residual`` (Goyal et al. 2017, "Accurate, Large Minibatch SGD") starts every residual branch at
 zero (the scale of its last BatchNorm; in a pre-activation block, its last convolution), so each block starts
@@ -29,6 +32,7 @@ from zoo.errors import ZooError
 
 SCHEMES = (
     "default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal", "trunc_normal",
+    "normal", "zeros",
 )
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
@@ -48,6 +52,10 @@ def _init_weight(w: torch.Tensor, scheme: str, cfg: dict[str, Any]) -> None:
         fn(w, a=a, mode=mode, nonlinearity=nonlinearity)
     elif scheme == "orthogonal":
         nn.init.orthogonal_(w, gain=float(cfg.get("gain") or 1.0))
+    elif scheme == "normal":
+        nn.init.normal_(w, 0.0, float(cfg.get("std", 1.0)))
+    elif scheme == "zeros":
+        nn.init.zeros_(w)
     elif scheme == "trunc_normal":
         std = float(cfg.get("std", 0.02))
         nn.init.trunc_normal_(w, mean=0.0, std=std, a=-2 * std, b=2 * std)

@@ -12,10 +12,12 @@ import difflib
 import fnmatch
 import functools
 import inspect
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
 from zoo.errors import ZooError
@@ -114,9 +116,73 @@ def _entry(name: str) -> ModelEntry:
     return _REGISTRY[name]
 
 
-def create_model(name: str, num_classes: int = 1000, in_channels: int = 3, **kwargs: Any) -> nn.Module:
-    """Build a registered network: ``create_model("resnet18", num_classes=10, in_channels=1)``."""
-    return _entry(name).builder(num_classes=num_classes, in_channels=in_channels, **kwargs)
+def create_model(name: str, num_classes: int = 1000, in_channels: int = 3, pretrained: bool | str | None = None,
+                 features_only: bool = False, out_indices: Sequence[int] | None = None, *,
+                 dropout_kind: str = "standard", weight_norm: bool = False, **kwargs: Any) -> nn.Module:
+    """Build a registered network: ``create_model("resnet18", num_classes=10, in_channels=1)``.
+
+    torchvision's and timm's conventions: ``pretrained=True`` loads the model's default published weights,
+    ``pretrained="IMAGENET1K_V1"`` a tag, ``pretrained=PATH`` a file (other ``num_classes``: the classifier stays
+    freshly initialised). ``num_classes=0`` leaves out the classifier (``forward`` gives pooled N x C features);
+    ``features_only=True`` returns the feature maps at ``out_indices`` (see :mod:`zoo.models.features`).
+
+    Two choices apply to any built network, so they live here rather than in every model file:
+    ``dropout_kind="gaussian"`` swaps each ``nn.Dropout`` for multiplicative Gaussian noise of the same
+    ``p`` (state_dict unchanged), ``weight_norm=True`` reparametrises every conv and linear weight.
+    """
+    from zoo.models.layers import DROPOUT_KINDS, use_gaussian_dropout
+    from zoo.models.norms import apply_weight_norm
+
+    e = _entry(name)
+    if dropout_kind not in DROPOUT_KINDS:
+        raise ZooError(f"unknown model.dropout_kind {dropout_kind!r}; valid: {', '.join(DROPOUT_KINDS)}")
+    if pretrained in (None, False) or str(pretrained).lower() in ("false", "none", ""):
+        pretrained = None
+    if pretrained is not None:
+        from zoo.pretrained import requested
+
+        published = requested(name, pretrained)
+        if published is not None and published.source == "torchvision" and "transform_input" not in kwargs:
+            with torch.device("meta"):  # torchvision's builders turn transform_input on with Google's weights
+                if hasattr(_build(e, num_classes or 1, in_channels, kwargs), "transform_input"):
+                    kwargs["transform_input"] = True
+    model = _build(e, num_classes or 1, in_channels, kwargs)
+    head: set[str] | None = None
+    if pretrained is not None:
+        from zoo.training.finetune import load_pretrained_into
+
+        head = _classifier_keys(name, in_channels, kwargs)
+        load_pretrained_into(model, pretrained, name, head)
+    if dropout_kind == "gaussian":
+        use_gaussian_dropout(model)
+    if weight_norm:
+        apply_weight_norm(model)
+    if num_classes == 0 or features_only:
+        from zoo.models.features import FeatureListNet, remove_classifier
+
+        head = _classifier_keys(name, in_channels, kwargs) if head is None else head
+        remove_classifier(model, head)
+        if features_only:
+            model = FeatureListNet(model, name, in_channels, out_indices, kwargs, head)
+    return model
+
+
+def _build(e: ModelEntry, num_classes: int, in_channels: int, kwargs: dict[str, Any]) -> nn.Module:
+    """The entry's builder; an option the network does not have is one line naming it, not a TypeError."""
+    try:
+        return e.builder(num_classes=num_classes, in_channels=in_channels, **kwargs)
+    except TypeError as err:
+        bad = re.search(r"unexpected keyword argument '(\w+)'", str(err))
+        if bad is None:
+            raise
+        raise ZooError(f"model {e.name!r} has no option {bad.group(1)!r} (configs/model/{e.name}.yaml lists "
+                       "its options)") from err
+
+
+def _classifier_keys(name: str, in_channels: int, kwargs: dict[str, Any]) -> set[str]:
+    from zoo.training.finetune import classifier_keys
+
+    return classifier_keys({"name": name, **kwargs}, 1000, in_channels)
 
 
 SMALL_IMAGE = 64  # below this side length, `stem: auto` picks a model's small-input ("cifar") stem
@@ -136,15 +202,24 @@ def build_network(
     return create_model(model["name"], num_classes=num_classes, in_channels=in_channels, **arch)
 
 
-def list_models(pattern: str | None = None) -> list[str]:
-    """Registered names, sorted; ``pattern`` is a shell glob such as ``"resnet*"``."""
+def list_models(pattern: str | None = None, pretrained: bool = False) -> list[str]:
+    """Registered names, sorted; ``pattern`` is a shell glob such as ``"resnet*"``; ``pretrained=True``: only
+    the models with published weights (``model_info(name)["weights"]`` lists them)."""
     _import_models()
     names = sorted(_REGISTRY)
-    return [n for n in names if fnmatch.fnmatch(n, pattern)] if pattern else names
+    names = [n for n in names if fnmatch.fnmatch(n, pattern)] if pattern else names
+    if pretrained:
+        from zoo.pretrained import available
+
+        names = [n for n in names if available(n)]
+    return names
 
 
 def model_info(name: str) -> dict[str, Any]:
-    """What is known about a model: paper, year, input sizes, parameters at 1000 classes, torchvision twin."""
+    """What is known about a model: paper, year, input sizes, parameters at 1000 classes, torchvision twin, and
+    its published weights (tag, URL, hash, classes, preprocessing, accuracy; read from torchvision or timm)."""
+    from zoo.pretrained import available
+
     e = _entry(name)
     if e.kind == "image":
         model = e.builder(num_classes=1000, in_channels=e.input_size[0])
@@ -161,6 +236,7 @@ def model_info(name: str) -> dict[str, Any]:
         "min_size": e.min_size,
         "num_params": params,
         "torchvision": e.torchvision,
+        "weights": [w.info() for w in available(name).values()],
     }
 
 

@@ -1,8 +1,9 @@
-"""Training and evaluation from a composed Hydra config: the work behind ``train.py`` and ``eval.py``.
+"""Training from a composed Hydra config: the work behind ``train.py``.
 
 ``train(cfg)``: datamodule -> network (classes and channels from the data) -> task -> Trainer -> fit ->
-validate and test the best checkpoint -> ``metrics.json``. ``evaluate(cfg)``: rebuild model and data
-from a checkpoint alone and test it.
+validate and test the best checkpoint -> ``metrics.json``. The task carries the checkpoint record
+(zoo.checkpoint) that every checkpoint stores. Evaluation from a checkpoint alone is zoo.evaluate; it
+builds its Trainer with :func:`build_trainer`, as training does.
 """
 
 from __future__ import annotations
@@ -21,10 +22,14 @@ from hydra.utils import instantiate
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from zoo.checkpoint import Record, load_record
+from zoo.cli import check_config
 from zoo.errors import ZooError, causes
 from zoo.init import init_weights
-from zoo.resume import ResumeState, SafeCheckpointIO
-from zoo.tasks import task_class
+from zoo.provenance import record as record_provenance
+from zoo.training.callbacks.progress import quiet_lightning
+from zoo.training.callbacks.resume_state import ResumeState, SafeCheckpointIO
+from zoo.training.tasks import task_class
 from zoo.weights import load_checkpoint
 
 
@@ -32,45 +37,44 @@ def _container(cfg: Any) -> Any:
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
 
 
-def check_config(cfg: DictConfig) -> None:
-    """Values a user can get wrong, caught before anything is built."""
-    bs = cfg.data.get("batch_size")
-    if bs is not None and (not isinstance(bs, int) or bs <= 0):
-        raise ZooError(f"data.batch_size must be a positive integer; got {bs}")
-    epochs = cfg.trainer.get("max_epochs")
-    if epochs is not None and (not isinstance(epochs, int) or epochs <= 0):
-        raise ZooError(f"trainer.max_epochs must be a positive integer; got {epochs}")
-
-
 def output_dir(cfg: DictConfig) -> Path:
     return Path(cfg.paths.output_dir)
 
 
 def loss_config(cfg: DictConfig, dm: Any) -> Any:
-    """``cfg.loss`` as a dict, ``weight: balanced`` replaced by the data's class weights (from training labels)."""
+    """``cfg.loss`` as a dict, ``weight: balanced`` replaced by the data's class weights and ``pos_weight: balanced``
+    by its labels' negatives / positives (both from the training labels)."""
     loss = _container(cfg.get("loss"))
     if isinstance(loss, dict) and loss.get("weight") == "balanced":
         if not hasattr(dm, "class_weights"):
             raise ZooError(f"loss.weight=balanced needs class labels; data {getattr(dm, 'name', dm)!r} has none")
         loss = {**loss, "weight": [round(float(w), 6) for w in dm.class_weights()]}
+    if isinstance(loss, dict) and loss.get("pos_weight") == "balanced":  # multi-label: negatives / positives
+        freq = dm.facts().get("label_frequency")
+        if not freq:
+            raise ZooError("loss.pos_weight=balanced needs the data's label frequencies, which this data lacks")
+        loss = {**loss, "pos_weight": [round((1 - f) / f, 6) if f > 0 else 1.0 for f in freq]}
     return loss
 
 
 def build_task(cfg: DictConfig, dm: Any) -> pl.LightningModule:
-    """The LightningModule for ``dm``'s kind of task, built from plain (checkpointable) dictionaries."""
-    cls = task_class(dm.task)
-    if cfg.get("l1") and "l1" not in inspect.signature(cls).parameters:
-        raise ZooError(f"l1={cfg.l1}: the L1 penalty is an option of classification tasks, not of {dm.task!r} data")
-    return cls(
-        model=_container(cfg.model),
-        num_classes=dm.num_classes,
-        in_channels=getattr(dm, "in_channels", dm.input_shape[0]),  # sequences: features per step or vocabulary
-        optimizer=_container(cfg.optimizer),
-        scheduler=_container(cfg.get("scheduler")),
-        loss=loss_config(cfg, dm),
-        data={"config": _container(cfg.data), "facts": dm.facts()},
+    """The LightningModule for ``dm``'s kind of task, and the record its checkpoints store."""
+    hp = {
+        "model": _container(cfg.model),
+        "num_classes": dm.num_classes,
+        "in_channels": getattr(dm, "in_channels", dm.input_shape[0]),  # sequences: features per step or vocabulary
+        "optimizer": _container(cfg.optimizer),
+        "scheduler": _container(cfg.get("scheduler")),
+        "loss": loss_config(cfg, dm),
+        "data": {"config": _container(cfg.data), "facts": dm.facts()},
         **({"l1": float(cfg.l1)} if cfg.get("l1") else {}),  # L1 penalty on weights (ClassificationTask)
-    )
+    }
+    record = Record.from_hparams(hp, "the training config", trusted=True)  # names only, checked like a file's
+    task = task_class(dm.task)(**hp)
+    task.record = record
+    if len(dm.input_shape) == 3:  # images: one sample lets the model summary count multiply-accumulates
+        task.example_input_array = torch.zeros(1, *dm.input_shape)
+    return task
 
 
 def trainer_config(cfg: DictConfig) -> DictConfig:
@@ -81,13 +85,22 @@ def trainer_config(cfg: DictConfig) -> DictConfig:
     return trainer_cfg
 
 
-def build_trainer(cfg: DictConfig, **extra: Any) -> pl.Trainer:
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
-    callbacks.append(ResumeState(str(output_dir(cfg))))  # RNG states etc., so a resume is exact
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c and "_target_" in c]
+def build_trainer(cfg: DictConfig, training: bool = True, **extra: Any) -> pl.Trainer:
+    """The Trainer of ``cfg.trainer`` with zoo's checkpoint I/O; its settings' mistakes are one line.
+
+    ``training``: the callbacks and loggers of ``cfg`` and the resume state; evaluation (zoo.evaluate)
+    passes False and its own ``logger``/checkpointing settings in ``extra``.
+    """
+    quiet_lightning()
+    callbacks = []
+    if training:
+        callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
+        callbacks.append(ResumeState(str(output_dir(cfg))))  # RNG states etc., so a resume is exact
+        loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c and "_target_" in c]
+        extra.setdefault("logger", loggers or False)
     extra.setdefault("plugins", [SafeCheckpointIO()])  # every Lightning load is weights-only, saves are atomic
     try:
-        return instantiate(trainer_config(cfg), callbacks=callbacks, logger=loggers or False, **extra)
+        return instantiate(trainer_config(cfg), callbacks=callbacks, **extra)
     except Exception as e:  # Lightning refuses the settings (no GPU for trainer=gpu, fsdp on a CPU, ...)
         *_, cause = causes(e)  # the innermost: what Lightning raised
         if not isinstance(cause, (MisconfigurationException, ValueError)):
@@ -99,8 +112,7 @@ def build_trainer(cfg: DictConfig, **extra: Any) -> pl.Trainer:
         raise ZooError(f"the trainer settings do not work here: {message}{hint}") from e
 
 
-
-def _numbers(metrics: dict[str, Any], prefixes: tuple[str, ...]) -> dict[str, float]:
+def numbers(metrics: dict[str, Any], prefixes: tuple[str, ...]) -> dict[str, float]:
     out = {}
     for k, v in metrics.items():
         if k.startswith(prefixes):
@@ -126,7 +138,7 @@ def _hparams_for_tensorboard(cfg: DictConfig) -> dict[str, Any]:
     return {k: v for k, v in flat.items() if v is not None}
 
 
-def _write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
+def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
@@ -166,6 +178,7 @@ def train(cfg: DictConfig) -> float | None:
     check_config(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = output_dir(cfg)
+    record_provenance(run_dir)  # provenance.json: versions, commit, Python, the command line
 
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path:
@@ -178,6 +191,10 @@ def train(cfg: DictConfig) -> float | None:
     _prepare_finetune(cfg, task, resuming=bool(ckpt_path))
     _prepare_speed(cfg, task)
     trainer = build_trainer(cfg)
+    if cfg.get("lr_find"):  # Lightning's range test on optimizer.lr; training then starts from its suggestion
+        from zoo.lr_find import find_lr
+
+        find_lr(cfg, trainer, task, dm)
 
     metrics: dict[str, Any] = {}
     if cfg.get("train", True):
@@ -187,14 +204,16 @@ def train(cfg: DictConfig) -> float | None:
     if best and Path(best).is_file():  # evaluate the weights that best.ckpt holds, loaded safely
         task.load_state_dict(load_checkpoint(best)["state_dict"])
         metrics["checkpoint"] = str(Path(best).resolve())
+    loggers, trainer.loggers = trainer.loggers, []  # the best epoch's numbers again: not a new point on val/ curves
     trainer.validate(task, datamodule=dm, verbose=False)
-    metrics.update(_numbers(trainer.callback_metrics, ("val/",)))
+    trainer.loggers = loggers
+    metrics.update(numbers(trainer.callback_metrics, ("val/",)))
     if cfg.get("test", True):
         trainer.test(task, datamodule=dm, verbose=False)
-        metrics.update(_numbers(trainer.callback_metrics, ("test/",)))
+        metrics.update(numbers(trainer.callback_metrics, ("test/",)))
 
     if trainer.is_global_zero:
-        _write_metrics(run_dir, metrics)
+        write_metrics(run_dir, metrics)
         hp_metrics = {f"hp/{k.replace('/', '_')}": v for k, v in metrics.items() if isinstance(v, float)}
         for logger in trainer.loggers:
             if "metrics" in inspect.signature(logger.log_hyperparams).parameters:  # TensorBoard's HParams tab
@@ -204,23 +223,23 @@ def train(cfg: DictConfig) -> float | None:
                 logger.log_metrics(hp_metrics, step=trainer.global_step)
             logger.finalize("success")
         _link_latest(cfg, run_dir)
-        _report(metrics, run_dir)
+        report(metrics, run_dir)
 
     value = metrics.get(cfg.get("optimized_metric", "val/acc"))
     return None if value is None or math.isnan(value) else value
 
 
 def _check_resume(cfg: DictConfig, ckpt_path: str) -> None:
-    """Fail in one line, before anything is built, if ``ckpt_path`` is unreadable or for another model."""
-    hp = load_checkpoint(ckpt_path)["hyper_parameters"]
-    saved, asked = hp["model"].get("name"), cfg.model.get("name")
+    """Fail in one line, before anything is built, if ``ckpt_path`` is unreadable, not data, or for another model."""
+    _, record = load_record(ckpt_path)
+    saved, asked = record.model, cfg.model.get("name")
     if saved != asked:
         raise ZooError(f"ckpt_path={ckpt_path} holds a {saved!r} model, but model={asked!r} was asked to resume it")
 
 
 def _prepare_finetune(cfg: DictConfig, task: pl.LightningModule, resuming: bool) -> None:
     """``model.pretrained=PATH`` (skipped on resume: the checkpoint has newer weights) and ``model.freeze``."""
-    from zoo.finetune import freeze_backbone, load_pretrained_into, task_classifier_keys
+    from zoo.training.finetune import freeze_backbone, load_pretrained_into, task_classifier_keys
 
     pretrained, freeze = cfg.model.get("pretrained"), cfg.model.get("freeze")
     if not pretrained and not freeze:
@@ -236,51 +255,6 @@ def _prepare_finetune(cfg: DictConfig, task: pl.LightningModule, resuming: bool)
         print(f"backbone frozen: {n:,} classifier parameters train ({', '.join(sorted(head))})", flush=True)
 
 
-def _report(metrics: dict[str, Any], run_dir: Path) -> None:
+def report(metrics: dict[str, Any], run_dir: Path) -> None:
     shown = "  ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
     print(f"\nfinal: {shown}\nrun directory: {run_dir}", flush=True)
-
-
-def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Test a checkpoint on the test split of the data it was trained on; write ``metrics.json``."""
-    if not cfg.get("ckpt_path"):
-        raise ZooError("eval.py needs ckpt_path=PATH to a checkpoint written by train.py")
-    paths = OmegaConf.to_container(cfg.ckpt_path) if OmegaConf.is_list(cfg.ckpt_path) else cfg.ckpt_path
-    if isinstance(paths, list) or cfg.get("ensemble"):  # ckpt_path=[A,B,C] ensemble=mean|vote|weighted
-        from zoo.predict import evaluate_ensemble
-
-        paths = [str(p) for p in (paths if isinstance(paths, list) else [paths])]
-        return evaluate_ensemble(paths, cfg.get("ensemble") or "mean", output_dir(cfg), cfg.get("data_dir"))
-    if cfg.get("predict"):  # predict=IMAGE_OR_FOLDER: top-k classes and predictions.csv
-        from zoo.predict import predict
-
-        return {"predictions": predict(str(paths), str(cfg.predict), cfg.get("topk", 5), output_dir(cfg))}
-    ckpt = load_checkpoint(cfg.ckpt_path)
-    hp = ckpt["hyper_parameters"]
-    data_cfg = OmegaConf.create(hp["data"]["config"])
-    if cfg.get("data_dir"):
-        data_cfg.data_dir = cfg.data_dir
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm = instantiate(data_cfg)
-    dm.setup()
-    task = task_class(dm.task)(**hp)
-    task.load_state_dict(ckpt["state_dict"])
-    trainer = instantiate(trainer_config(cfg), logger=False, enable_checkpointing=False, enable_model_summary=False)
-    trainer.test(task, datamodule=dm, verbose=False)
-    metrics = {"checkpoint": str(Path(cfg.ckpt_path).resolve())}
-    metrics.update(_numbers(trainer.callback_metrics, ("test/",)))
-    run_dir = output_dir(cfg)
-    _write_metrics(run_dir, metrics)
-    _report(metrics, run_dir)
-    if dm.task == "language_model" and cfg.get("sample_length"):  # language models also write text
-        _sample_text(cfg, task, run_dir)
-    return metrics
-
-
-def _sample_text(cfg: DictConfig, task: pl.LightningModule, run_dir: Path) -> str:
-    """Continue ``cfg.prompt`` by ``cfg.sample_length`` characters at ``cfg.temperature``; print, save sample.txt."""
-    temperature = float(cfg.get("temperature", 1.0))
-    text = task.sample(str(cfg.get("prompt") or ""), int(cfg.sample_length), temperature)
-    (run_dir / "sample.txt").write_text(text + "\n", encoding="utf-8")
-    print(f"\nsample (temperature {temperature}):\n{text}", flush=True)
-    return text

@@ -8,7 +8,8 @@ convolution or pool with kernel k, stride s and dilation d turns (field r, jump 
 (r + (k - 1) d j, j s); an operation with several inputs (add, concatenate) takes the largest field.
 
 ``python -m zoo.stats [PATTERN]`` prints the README's model table (built on the meta device: no memory,
-no arithmetic, a few seconds for the whole zoo).
+no arithmetic, a few seconds for the whole zoo); ``python -m zoo.stats NAME --plot`` prints one model's stages
+and draws their receptive fields into ``receptive_field_NAME.png``.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ class _FieldTracer(TorchFunctionMode):
         self.layers: list[Layer] = []
         self.trail: list[tuple[tuple[int, ...], int, int, int]] = []  # (spatial size, channels, field, jump)
         self.scope: list[str] = []
+        self.ndim = 4  # the input's dimensions: outputs with more are regroupings, not maps
 
     def mark(self, t: torch.Tensor, rf: int, jump: int) -> None:
         self.meta[id(t)] = (t, rf, jump)
@@ -122,6 +124,9 @@ class _FieldTracer(TorchFunctionMode):
             if o._base is None and o.numel() > 0:
                 self.seen.setdefault(id(o), o)
         inp = self._inputs(args, kwargs)
+        if inp is not None and name in ("view", "reshape") and _keeps_map(args[0], outs):
+            self.mark(outs[0], *inp)  # channels regrouped over the same map (ShuffleNet's channel shuffle)
+            return out
         if inp is None or not outs or name in _FLAT or name.startswith("__get"):
             return out
         rf, jump = inp
@@ -144,12 +149,18 @@ class _FieldTracer(TorchFunctionMode):
         for o in outs[:1] if spatial else outs:
             self.mark(o, rf, jump)
         y = outs[0]
-        if y.dim() >= 3:
+        if 3 <= y.dim() <= self.ndim:  # a map, not an intermediate regrouping with more dimensions
             self.trail.append((tuple(y.shape[2:]), y.shape[1], rf, jump))
             if spatial:
                 where = self.scope[-1] if self.scope and self.scope[-1] else name
                 self.layers.append(Layer(where, name, tuple(y.shape), rf, jump))
         return out
+
+
+def _keeps_map(x: Any, outs: list[torch.Tensor]) -> bool:
+    """A reshape that leaves the last two (spatial) dimensions alone, so each unit still sees its field."""
+    return (isinstance(x, torch.Tensor) and len(outs) == 1 and x.dim() >= 3 and outs[0].dim() >= 3
+            and x.shape[-2:] == outs[0].shape[-2:])
 
 
 def _stages(trail: list[tuple[tuple[int, ...], int, int, int]]) -> list[Stage]:
@@ -187,6 +198,7 @@ def summary(model: nn.Module, input_size: tuple[int, ...]) -> Summary:
         counter = FlopCounterMode(display=False)
         with counter, tracer:
             tracer.mark(x, 1, 1)
+            tracer.ndim = x.dim()
             model(x)
     finally:
         model.train(was_training)
@@ -210,12 +222,21 @@ def _count(n: float) -> str:
     return f"{n:.0f}"
 
 
+def receptive_field(model: nn.Module, s: Summary) -> str:
+    """The last stage's field in pixels, or the model's own sentence (``receptive_field_note``) where attention
+    makes a traced number misleading: a ViT's field is the whole image after its first attention layer."""
+    note = getattr(model, "receptive_field_note", None)
+    if note:
+        return note
+    return f"{s.stages[-1].receptive_field} px" if s.stages else ""
+
+
 def model_table(pattern: str | None = None) -> str:
     """The markdown table of every registered image model: parameters at 1000 classes, MACs at its input size."""
     from zoo.registry import entry, list_models
 
-    rows = ["| model | family | year | params (1000 classes) | MACs | input | torchvision |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| model | family | year | params (1000 classes) | MACs | input | receptive field | torchvision |",
+            "|---|---|---|---|---|---|---|---|"]
     for name in list_models(pattern):
         e = entry(name)
         if e.kind != "image":
@@ -225,12 +246,88 @@ def model_table(pattern: str | None = None) -> str:
         s = summary(model, e.input_size)
         twin = f"`{e.torchvision}`" if e.torchvision else ""
         rows.append(f"| `{name}` | {e.family} | {e.year} | {s.params:,} | {_count(s.macs)} | "
-                    f"{'x'.join(map(str, e.input_size))} | {twin} |")
+                    f"{'x'.join(map(str, e.input_size))} | {receptive_field(model, s)} | {twin} |")
     return "\n".join(rows)
 
 
+def receptive_field_figure(s: Summary, title: str) -> Any:
+    """Two panels: each stage's receptive field drawn as a square centred on the input frame (what one unit of the
+    stage's last maps sees), and the field and the jump per stage against the input size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    h, w = s.input_size[-2:]
+    fig, (frame, curve) = plt.subplots(1, 2, figsize=(10, 4.2))
+    colours = plt.get_cmap("viridis")([i / max(1, len(s.stages) - 1) for i in range(len(s.stages))])
+    frame.add_patch(Rectangle((0, 0), w, h, fill=True, color="0.92", zorder=0))
+    frame.add_patch(Rectangle((0, 0), w, h, fill=False, color="black", lw=1.5, label=f"input {h}x{w}"))
+    for st, colour in zip(s.stages, colours):
+        r = st.receptive_field
+        frame.add_patch(Rectangle(((w - r) / 2, (h - r) / 2), r, r, fill=False, color=colour, lw=1.2,
+                                  label=f"{'x'.join(map(str, st.size))}: {r}"))
+    reach = max([h, w] + [st.receptive_field for st in s.stages])
+    frame.set_xlim(w / 2 - reach / 2 - 2, w / 2 + reach / 2 + 2)
+    frame.set_ylim(h / 2 + reach / 2 + 2, h / 2 - reach / 2 - 2)
+    frame.set_aspect("equal")
+    frame.set_title("receptive field of one unit, centred", fontsize=9)
+    frame.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), title="stage: field", title_fontsize=7)
+    x = list(range(len(s.stages)))
+    curve.plot(x, [st.receptive_field for st in s.stages], "o-", label="receptive field")
+    curve.plot(x, [st.jump for st in s.stages], "s--", label="jump (stride so far)")
+    curve.axhline(max(h, w), color="black", lw=0.8, ls=":", label=f"input size {max(h, w)}")
+    curve.set_yscale("log", base=2)
+    curve.set_xticks(x, ["x".join(map(str, st.size)) for st in s.stages], rotation=45, fontsize=7)
+    curve.set_xlabel("stage (map size)")
+    curve.set_ylabel("input pixels")
+    curve.legend(fontsize=7)
+    curve.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_receptive_field(name: str, out_dir: str = ".") -> str:
+    """``python -m zoo.stats NAME --plot``: the stage table printed, ``receptive_field_NAME.png`` written."""
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+
+    from zoo.errors import ZooError
+    from zoo.registry import entry
+
+    e = entry(name)
+    if e.kind != "image":
+        raise ZooError(f"{name} is a {e.kind} model: receptive fields are drawn for image models")
+    with torch.device("meta"):
+        model = e.builder(num_classes=1000, in_channels=e.input_size[0])
+    s = summary(model, e.input_size)
+    print(s)
+    path = Path(out_dir) / f"receptive_field_{name}.png"
+    fig = receptive_field_figure(s, f"{name} at {'x'.join(map(str, e.input_size))}: receptive field per stage")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"plot: {path}")
+    return str(path)
+
+
 def main(argv: list[str] | None = None) -> None:
+    """``python -m zoo.stats [PATTERN]``: the model table; ``python -m zoo.stats NAME --plot``: one model's fields."""
+    from zoo import cli
+    from zoo.errors import ZooError
+
     argv = sys.argv[1:] if argv is None else argv
+    if "--plot" in argv:
+        names = [a for a in argv if a != "--plot"]
+        if len(names) != 1:
+            cli.fail("usage: python -m zoo.stats NAME --plot  (one model name, e.g. resnet18)")
+        try:
+            plot_receptive_field(names[0])
+        except ZooError as e:
+            cli.fail(str(e))
+        return
     print(model_table(argv[0] if argv else None))
 
 

@@ -6,11 +6,16 @@ numbered directory under one sweep directory. Three things make it usable:
 - :func:`run_trial` wraps ``train``: every trial leaves ``status.json`` (``ok``/``failed`` and the
   reason); in a multirun a failed trial (diverged loss, out of memory, a bad combination of settings)
   is recorded and the sweep goes on, while a single run still ends in one ``error:`` line and exit 2.
-- :class:`NaNGuard` (a Lightning callback) stops a trial whose training loss is no longer finite,
-  instead of training on garbage for the remaining epochs.
+- ``zoo.training.callbacks.nan_guard.NaNGuard`` (a Lightning callback) stops a trial whose training loss is
+  no longer finite, instead of training on garbage for the remaining epochs.
 - :class:`SweepSummary` (a Hydra callback) writes ``sweep_summary.csv`` and ``sweep_summary.md`` in
-  the sweep directory at the end of a multirun, best trial first; ``python -m zoo.sweeps DIR``
+  the sweep directory at the end of a multirun, best trial first, and ``sweep_summary.png``: the optimised
+  metric against each varied setting; ``python -m zoo.sweeps DIR``
   rebuilds them for any existing sweep directory.
+
+A trial may itself train on several processes (``trainer=ddp_cpu``, ``trainer=ddp``): :func:`trial_processes`
+makes the other ranks join that one trial, whether Lightning starts them (it re-runs the command line) or
+submitit does (``hydra.launcher.tasks_per_node=2``).
 """
 
 from __future__ import annotations
@@ -20,19 +25,20 @@ import gc
 import json
 import logging
 import math
+import os
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import yaml
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, read_write
 
 from zoo.errors import ZooError
 
@@ -41,13 +47,10 @@ log = logging.getLogger(__name__)
 STATUS_FILE = "status.json"
 SUMMARY_CSV = "sweep_summary.csv"
 SUMMARY_MD = "sweep_summary.md"
+SUMMARY_PNG = "sweep_summary.png"
 
 
 # -- one trial ---------------------------------------------------------------------------------
-
-
-class TrainingDiverged(ZooError):
-    """The training loss became NaN or infinite: the trial's settings do not train."""
 
 
 def _hydra_mode() -> str:
@@ -90,26 +93,100 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
+# Where launchers put a process's rank; the first one set wins (Lightning's order, plus submitit's local tasks).
+_RANK_VARS = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK", "SUBMITIT_LOCAL_GLOBALID")
+# What Lightning's DDP launcher and submitit's export write into the first process's environment.
+_DIST_VARS = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "RANK", "LOCAL_WORLD_SIZE")
+
+
+def process_rank() -> int:
+    """This process's rank among those training one run; 0 for the first or only one.
+
+    Read from the environment the launchers set, so it is known before a Trainer exists: the run's
+    files (status, provenance) are written by rank 0 alone.
+    """
+    for var in _RANK_VARS:
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return 0
+
+
+@contextmanager
+def trial_processes(cfg: DictConfig) -> Iterator[None]:
+    """Let the other processes of a distributed trial join this trial, and only it.
+
+    Lightning starts DDP ranks 1..N-1 by re-running ``sys.argv`` with ``hydra.run.dir=<HydraConfig run.dir>``;
+    in a sweep that command is the whole sweep, so each child launched it again. During a trial the command
+    line is the trial's own (its overrides, ``hydra.mode=RUN``) and ``run.dir`` the trial's directory.
+    submitit starts ``tasks_per_node`` processes itself: each exports its rank, the world size and a
+    shared address (``TorchDistributedEnvironment``), which Lightning takes for processes started outside it.
+    Afterwards argv, the environment and the process group are as before, so the next trial starts clean.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    argv, environ = list(sys.argv), {k: os.environ.get(k) for k in _DIST_VARS}
+    hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
+    run_dir = hydra_cfg.run.dir if hydra_cfg is not None else None
+    if os.environ.get("SUBMITIT_EXECUTOR") == "local" and int(os.environ.get("SUBMITIT_LOCAL_NTASKS") or 1) > 1:
+        from submitit.helpers import TorchDistributedEnvironment
+
+        TorchDistributedEnvironment().export(set_cuda_visible_devices=False)  # SLURM jobs: Lightning reads SLURM_*
+    if hydra_cfg is not None and hydra_cfg.mode.name == "MULTIRUN":
+        sys.argv = [argv[0], *hydra_cfg.overrides.task, "hydra.mode=RUN"]
+        with read_write(hydra_cfg):
+            hydra_cfg.run.dir = str(cfg.paths.output_dir)
+    try:
+        yield
+    finally:
+        sys.argv[:] = argv
+        if hydra_cfg is not None:
+            with read_write(hydra_cfg):
+                hydra_cfg.run.dir = run_dir
+        for k, v in environ.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
 def run_trial(fn: Callable[[DictConfig], float | None], cfg: DictConfig) -> float | None:
     """Run ``fn(cfg)`` (``zoo.run.train``) as one trial and record its status in ``RUN/status.json``.
 
     In a multirun a failure is recorded with its reason and ``None`` is returned, so the launcher
     moves on to the next trial (Optuna marks a trial that returns ``None`` as failed). A single run
-    re-raises, and the entry point turns a user error into one line and exit 2.
+    re-raises, and the entry point turns a user error into one line and exit 2. Ctrl-C records
+    ``interrupted`` and exits 130. Only rank 0 of a distributed trial writes the status. The run directory
+    is locked while the trial runs (zoo.rundir): a directory that another live run holds is refused before
+    anything in it is written.
     """
-    run_dir = Path(cfg.paths.output_dir)
+    from zoo.rundir import locked
+
+    with trial_processes(cfg):
+        run_dir = Path(cfg.paths.output_dir)
+        with locked(run_dir):
+            return _run_locked(fn, cfg, run_dir, write=process_rank() == 0)
+
+
+def _run_locked(fn: Callable[[DictConfig], float | None], cfg: DictConfig, run_dir: Path, write: bool) -> float | None:
     metric = cfg.get("optimized_metric", "val/acc")
     start = time.time()
-    write_status(run_dir, "running", metric=metric)
+    status = write_status if write else lambda *a, **k: None
+    status(run_dir, "running", metric=metric)
     reason = None
     try:
         value = fn(cfg)
-    except KeyboardInterrupt:
-        write_status(run_dir, "interrupted", metric=metric, seconds=round(time.time() - start, 1))
-        raise
+    except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C: Lightning shuts down, then calls sys.exit(1)
+        if isinstance(e, SystemExit) and e.code in (0, None):
+            raise
+        status(run_dir, "interrupted", metric=metric, seconds=round(time.time() - start, 1))
+        print(f"interrupted: {run_dir / STATUS_FILE} says so; resume with python train.py "
+              f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", file=sys.stderr, flush=True)
+        raise SystemExit(130) from None
     except Exception as e:
         reason = failure_reason(e)
-        write_status(run_dir, "failed", reason=reason, metric=metric, seconds=round(time.time() - start, 1))
+        status(run_dir, "failed", reason=reason, metric=metric, seconds=round(time.time() - start, 1))
         if _hydra_mode() != "MULTIRUN":
             raise
     if reason is not None:
@@ -117,58 +194,8 @@ def run_trial(fn: Callable[[DictConfig], float | None], cfg: DictConfig) -> floa
         log.error("trial failed: %s", reason)
         print(f"error: trial {run_dir} failed: {reason}; the sweep goes on", file=sys.stderr, flush=True)
         return None
-    write_status(run_dir, "ok", metric=metric, value=value, seconds=round(time.time() - start, 1))
+    status(run_dir, "ok", metric=metric, value=value, seconds=round(time.time() - start, 1))
     return value
-
-
-class NaNGuard(pl.Callback):
-    """Stop training with a clear error as soon as the training loss is NaN or infinite.
-
-    A diverged trial would otherwise train on garbage for all its remaining epochs, and its
-    checkpoint and metrics would look like results. Each step only keeps its (detached) loss; every
-    ``check_every_n_steps`` steps and at the end of each epoch the kept losses are tested together, in
-    one host-device synchronisation, and the first non-finite one is reported with its epoch, batch and
-    learning rate. So a GPU is not stalled on every step, and a CPU step pays a list append.
-    """
-
-    def __init__(self, check_every_n_steps: int = 1) -> None:
-        if check_every_n_steps < 1:
-            raise ZooError(f"NaNGuard.check_every_n_steps must be >= 1; got {check_every_n_steps}")
-        self.every = check_every_n_steps
-        self._window: list[tuple[torch.Tensor, int, int, float | None]] = []  # (loss, epoch, batch, lr)
-
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._window = []
-
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
-                           batch: Any, batch_idx: int) -> None:
-        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if not isinstance(loss, torch.Tensor):
-            return
-        opts = trainer.optimizers
-        lr = opts[0].param_groups[0]["lr"] if opts and opts[0].param_groups else None  # before any epoch-end step
-        self._window.append((loss.detach(), trainer.current_epoch, batch_idx, lr))
-        if len(self._window) >= self.every:
-            self._check()
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._check()
-
-    def _check(self) -> None:
-        if not self._window:
-            return
-        window, self._window = self._window, []
-        losses = torch.stack([w[0].float().mean() for w in window])
-        finite = torch.isfinite(losses)
-        if bool(finite.all()):  # the one host-device sync of the window
-            return
-        first = int((~finite).nonzero()[0])
-        _, epoch, batch_idx, lr_value = window[first]
-        lr = f" (learning rate {lr_value:.3g})" if lr_value is not None else ""
-        raise TrainingDiverged(
-            f"training diverged: train/loss became {float(losses[first])} at epoch {epoch}, batch {batch_idx}{lr}; "
-            "lower optimizer.lr, or clip gradients with trainer.gradient_clip_val"
-        )
 
 
 # -- the summary of a sweep directory ----------------------------------------------------------
@@ -267,13 +294,18 @@ def _fmt(v: Any) -> str:
     return "" if v is None else str(v)
 
 
-def summary_rows(trials: list[Trial]) -> tuple[list[str], list[dict[str, Any]], list[str]]:
-    """The table: column names, one row per trial, and the overrides every trial shares."""
+def varying_settings(trials: list[Trial]) -> tuple[list[dict[str, str]], list[str]]:
+    """Each trial's overrides as a dict, and the keys whose value differs between trials (in command-line order)."""
     parsed = [dict(_split_override(o) for o in t.overrides) for t in trials]
     keys: list[str] = []
     for p in parsed:
         keys += [k for k in p if k not in keys]
-    varying = [k for k in keys if len({p.get(k) for p in parsed}) > 1]
+    return parsed, [k for k in keys if len({p.get(k) for p in parsed}) > 1]
+
+
+def summary_rows(trials: list[Trial]) -> tuple[list[str], list[dict[str, Any]], list[str]]:
+    """The table: column names, one row per trial, and the overrides every trial shares."""
+    parsed, varying = varying_settings(trials)
     common = [o for o in (trials[0].overrides if trials else []) if _split_override(o)[0] not in varying]
     metric = trials[0].metric if trials else "val/acc"
     names = sorted({k for t in trials for k in t.metrics}, key=lambda k: (not k.startswith("val/"), k))
@@ -308,7 +340,65 @@ def write_summary(sweep_dir: Path | str) -> tuple[Path, Path]:
 
     md_path = sweep_dir / SUMMARY_MD
     md_path.write_text(_markdown(sweep_dir, trials, columns, rows, common))
+    fig = summary_figure(trials)
+    if fig is not None:
+        import matplotlib.pyplot as plt
+
+        fig.savefig(sweep_dir / SUMMARY_PNG, dpi=100)
+        plt.close(fig)
     return csv_path, md_path
+
+
+def _number(v: str | None) -> float | None:
+    try:
+        return float(v) if v not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def summary_figure(trials: list[Trial], max_panels: int = 6) -> Any | None:
+    """The optimised metric against each varied setting, one point per trial with a value, the best one starred.
+
+    Numeric settings get a numeric axis (logarithmic when all are positive and span more than a factor of 20,
+    as learning rates do); others, one position per value. ``None`` when no setting varies or no trial has a value.
+    """
+    parsed, varying = varying_settings(trials)
+    scored = [(t, p) for t, p in zip(trials, parsed) if t.objective is not None]
+    if not varying or not scored:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = varying[:max_panels]
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3.0), squeeze=False, sharey=True)
+    best = trials[0] if trials[0].objective is not None else None
+    for ax, key in zip(axes[0], keys):
+        values = [p.get(key) for _, p in scored]
+        numbers = [_number(v) for v in values]
+        if all(n is not None for n in numbers):
+            xs: list[float] = [float(n) for n in numbers]  # type: ignore[arg-type]
+            if min(xs) > 0 and max(xs) / min(xs) > 20:
+                ax.set_xscale("log")
+        else:
+            labels = sorted({str(v) for v in values}, key=_natural_key)
+            xs = [float(labels.index(str(v))) for v in values]
+            ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=8)
+        ys = [t.objective for t, _ in scored]
+        ax.scatter(xs, ys, s=25, color="tab:blue")
+        for (t, _), x, y in zip(scored, xs, ys):
+            if t is best:
+                ax.scatter([x], [y], s=120, marker="*", color="tab:red", zorder=3)
+        ax.set_xlabel(key)
+        ax.grid(alpha=0.3)
+    metric, mode = scored[0][0].metric, scored[0][0].mode
+    axes[0][0].set_ylabel(f"{metric} ({mode})")
+    missing = len(trials) - len(scored)
+    note = f"; {missing} trial{'s' if missing != 1 else ''} without a value not shown" if missing else ""
+    fig.suptitle(f"{len(scored)} trials, best starred{note}", fontsize=9)
+    fig.tight_layout()
+    return fig
 
 
 def _markdown(sweep_dir: Path, trials: list[Trial], columns: list[str], rows: list[dict[str, Any]],
@@ -349,7 +439,8 @@ class SweepSummary(Callback):
         except ZooError as e:
             log.warning("no sweep summary: %s", e)
             return
-        print(f"\n{md_path.read_text()}\nsweep summary: {md_path} and {csv_path.name}", flush=True)
+        png = f", {SUMMARY_PNG}" if (sweep_dir / SUMMARY_PNG).is_file() else ""
+        print(f"\n{md_path.read_text()}\nsweep summary: {md_path} and {csv_path.name}{png}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -365,7 +456,8 @@ def main(argv: list[str] | None = None) -> None:
     except ZooError as e:
         cli.fail(str(e))
     print(md_path.read_text(), end="")
-    print(f"\nwrote {md_path} and {csv_path}")
+    png = md_path.parent / SUMMARY_PNG
+    print(f"\nwrote {md_path} and {csv_path}" + (f" and {png}" if png.is_file() else ""))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,15 @@
 """Loading weights safely: every file goes through :func:`load_file`, which never runs code.
 
+A checkpoint's metadata is read as data by zoo.checkpoint (the record); this module reads the file itself.
+Before unpickling, a zip archive's central directory is read: members that would expand past
+``ZOO_MAX_CHECKPOINT_BYTES`` (default 16 GiB) or far past the file's own size (torch stores, never
+compresses, so a real checkpoint expands to about its size) are refused before anything is decompressed.
+
 Checkpoints come from strangers. ``torch.load(..., weights_only=True)`` refuses any pickle that would
 import or call something outside plain containers and tensors, so a malicious file fails to load
 instead of running its payload. Lightning's own resume path is routed here too
-(``zoo.resume.SafeCheckpointIO``; this module stays free of Lightning, like the models that import it),
+(``zoo.training.callbacks.resume_state.SafeCheckpointIO``; this module stays free of Lightning, like the models
+that import it),
 and ``last.ckpt`` is written atomically (temp file, fsync, rename), so a kill while saving leaves the
 previous checkpoint readable.
 """
@@ -21,7 +27,7 @@ import torch
 from torch import nn
 
 from zoo.errors import ZooError
-from zoo.registry import build_network, create_model, entry, list_models
+from zoo.registry import create_model, entry, list_models
 
 StateDict = dict[str, torch.Tensor]
 
@@ -68,6 +74,39 @@ def _unsafe_pickle_global(path: Path) -> str | None:
     return None
 
 
+DEFAULT_MAX_UNPACKED = 16 * 2**30  # bytes a checkpoint's archive members may expand to in all
+
+
+def max_unpacked_bytes() -> int:
+    """The cap on a checkpoint's unpacked size: ``ZOO_MAX_CHECKPOINT_BYTES``, else 16 GiB."""
+    value = os.environ.get("ZOO_MAX_CHECKPOINT_BYTES")
+    if not value:
+        return DEFAULT_MAX_UNPACKED
+    try:
+        cap = int(float(value))
+    except ValueError:
+        raise ZooError(f"ZOO_MAX_CHECKPOINT_BYTES={value!r}: expected a number of bytes") from None
+    if cap <= 0:
+        raise ZooError(f"ZOO_MAX_CHECKPOINT_BYTES={value!r}: expected a positive number of bytes")
+    return cap
+
+
+def check_archive_size(path: Path) -> None:
+    """Refuse a zip whose members would expand past the cap, or to more than twice the file: a zip bomb."""
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as z:
+            total = sum(info.file_size for info in z.infolist())  # the central directory: nothing unpacked
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return  # unreadable as a zip: torch.load says so in one line
+    size = path.stat().st_size
+    cap = max_unpacked_bytes()
+    if total > cap or total > 2 * size + 2**20:
+        raise ZooError(f"refusing {path}: its archive would expand to {total:,} bytes from a {size:,}-byte file "
+                       f"(a checkpoint expands to about its own size; cap ZOO_MAX_CHECKPOINT_BYTES={cap:,})")
+
+
 def load_file(path: str | Path) -> dict[str, Any]:
     """Read a ``.ckpt``/``.pth``/``.pt``/``.safetensors`` file safely; user mistakes raise :class:`ZooError`."""
     p = Path(path)
@@ -86,6 +125,7 @@ def load_file(path: str | Path) -> dict[str, Any]:
             return load_safetensors(str(p))
         except Exception as e:
             raise ZooError(f"not a readable safetensors file: {p} ({_first_line(e)})") from e
+    check_archive_size(p)
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -112,6 +152,20 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def remove_leftovers(directory: str | Path, name: str = "*.ckpt") -> list[Path]:
+    """Delete the temp files (``.NAME.*.tmp``) of saves that were killed midway; return what was removed.
+
+    A kill between :func:`atomic_save`'s ``mkstemp`` and its rename leaves one (ten kills of a ResNet run
+    left 485 MB); the next save of that file, and a resume of that run, clear them.
+    """
+    removed = []
+    for tmp in Path(directory).glob(f".{name}.*.tmp"):
+        if tmp.is_file() and not tmp.is_symlink():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
 def atomic_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` to a temp file in the same directory, fsync, then rename over ``path``.
 
@@ -120,6 +174,7 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(p.parent, p.name)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     umask = os.umask(0)
     os.umask(umask)
@@ -264,21 +319,30 @@ def state_dict_of(obj: dict[str, Any]) -> StateDict:
     return weights
 
 
-def _zoo_safetensors_meta(path: str | Path) -> dict[str, Any] | None:
-    """The model config ``zoo.export`` stores in a ``.safetensors`` file's metadata, if there is one."""
-    if Path(path).suffix != ".safetensors":
-        return None
+def _safetensors_record(path: str | Path) -> Any:
+    """The record ``zoo.export`` stores in a ``.safetensors`` file's metadata (None if there is none)."""
     import json
 
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    if "zoo_model" not in meta:
-        return None
-    size = int(meta["image_size"]) if meta.get("image_size") else None
-    return {"model": json.loads(meta["zoo_model"]), "num_classes": int(meta["num_classes"]),
-            "in_channels": int(meta["in_channels"]), "data": {"facts": {"input_shape": [size]}}}
+    from zoo.checkpoint import Record
+
+    source = str(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        if "zoo_record" in meta:
+            return Record.from_dict(json.loads(meta["zoo_record"]), source)
+        if "zoo_model" not in meta:  # written by someone else: a bare state dict
+            return None
+        size = int(meta["image_size"]) if meta.get("image_size") else None  # written by an older zoo.export
+        return Record.from_hparams({"model": json.loads(meta["zoo_model"]), "num_classes": int(meta["num_classes"]),
+                                    "in_channels": int(meta["in_channels"]),
+                                    "data": {"facts": {"input_shape": [size] if size else []}}}, source)
+    except ZooError:
+        raise
+    except Exception as e:  # malformed JSON or numbers in the header
+        raise ZooError(f"{source}: malformed zoo metadata ({type(e).__name__}: {str(e)[:120]})") from None
 
 
 def load_pretrained(
@@ -286,33 +350,36 @@ def load_pretrained(
 ) -> nn.Module:
     """Return a network, in eval mode, with the weights of a ``.ckpt``, ``.pth`` or ``.safetensors`` file.
 
-    A training checkpoint rebuilds its own architecture; a bare state dict needs ``name`` (and the
-    ``num_classes``/``in_channels`` it was trained with, inferred from the weights when omitted).
-    With ``strict=True`` a mismatch raises one line listing missing and unexpected keys and naming the
-    registered model the file looks like.
+    A training checkpoint (or a zoo export) rebuilds its own architecture from its record
+    (zoo.checkpoint): names looked up in the registry, values checked, the weights checked to fit before
+    the network is built. A bare state dict needs ``name`` (and the ``num_classes``/``in_channels`` it was
+    trained with, inferred from the weights when omitted). With ``strict=True`` a mismatch raises one
+    line listing missing and unexpected keys and naming the registered model the file looks like.
     """
-    sd = path_or_state_dict if isinstance(path_or_state_dict, dict) else load_file(path_or_state_dict)
-    meta = None if isinstance(path_or_state_dict, dict) or name else _zoo_safetensors_meta(path_or_state_dict)
-    if meta is not None:  # written by zoo.export: the metadata says what to build
-        sd = {"state_dict": {f"net.{k}": v for k, v in sd.items()}, "hyper_parameters": meta}
-    if "state_dict" in sd and "hyper_parameters" in sd:  # a zoo Lightning checkpoint
-        hp = sd["hyper_parameters"]
-        image_size = (hp.get("data") or {}).get("facts", {}).get("input_shape", [None])[-1]
-        model_cfg = {**hp["model"], **kwargs, **({"name": name} if name else {})}
-        model = build_network(model_cfg, hp["num_classes"], hp["in_channels"], image_size)
-        model_name = model_cfg["name"]
-        weights = {k[len("net.") :]: v for k, v in sd["state_dict"].items() if k.startswith("net.")}
-    else:
+    from zoo.checkpoint import read_record
+
+    is_dict = isinstance(path_or_state_dict, dict)
+    source = "the state dict" if is_dict else str(path_or_state_dict)
+    sd = path_or_state_dict if is_dict else load_file(path_or_state_dict)
+    record = None
+    if not is_dict and not name and Path(path_or_state_dict).suffix == ".safetensors":
+        record = _safetensors_record(path_or_state_dict)
+        weights = sd
+    elif "state_dict" in sd and "hyper_parameters" in sd:  # a zoo Lightning checkpoint
+        record = read_record(sd, source)
         weights = state_dict_of(sd)
-        if name is None:
-            guess = guess_model(weights)
-            hint = f" (it looks like {guess[0]!r})" if guess else ""
-            raise ZooError(f"a bare state dict does not say its architecture: pass name=, e.g. name='resnet18'{hint}")
-        weights = convert_state_dict(name, weights)
-        model = create_model(name, **{**_infer_sizes(name, weights, kwargs), **kwargs})
-        model_name = name
+    if record is not None:
+        overrides = {**kwargs, **({"name": name} if name else {})}
+        return record.build_network(weights, strict, **overrides).eval()
+    weights = state_dict_of(sd)
+    if name is None:
+        guess = guess_model(weights)
+        hint = f" (it looks like {guess[0]!r})" if guess else ""
+        raise ZooError(f"a bare state dict does not say its architecture: pass name=, e.g. name='resnet18'{hint}")
+    weights = convert_state_dict(name, weights)
+    model = create_model(name, **{**_infer_sizes(name, weights, kwargs), **kwargs})
     if strict:
-        problem = mismatch_message(model_name, model, weights)
+        problem = mismatch_message(name, model, weights)
         if problem:
             raise ZooError(problem)
         model.load_state_dict(weights, strict=True)

@@ -16,3 +16,7 @@ from zoo.models import nin  # noqa: F401
 from zoo.models import vgg  # noqa: F401
 from zoo.models import mobilenet  # noqa: F401
 from zoo.models import mlp  # noqa: F401
+from zoo.models import transformer  # noqa: F401
+from zoo.models import vit  # noqa: F401
+from zoo.models import swin  # noqa: F401
+from zoo.models import shufflenet  # noqa: F401

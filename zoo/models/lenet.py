@@ -18,21 +18,34 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.errors import ZooError
-from zoo.models.layers import make_activation
+from zoo.models.layers import activation_width, make_unit_activation
+from zoo.models.norms import make_norm
 from zoo.registry import register_model
 
 
 class LeNet5(nn.Module):
-    """LeNet-5: conv(6,5x5) - pool - conv(16,5x5) - pool - fc120 - fc84 - fc(num_classes)."""
+    """LeNet-5: conv(6,5x5) - pool - conv(16,5x5) - pool - fc120 - fc84 - fc(num_classes).
+
+    ``norm`` (zoo.models.norms; none by default, as in 1998) goes between each conv or hidden fc and its
+    activation, as ``norm1``..``norm4`` (``instance`` on the convs only: the fc layers have no maps);
+    ``activation=maxout`` makes those four layers compute ``maxout_pieces`` times their width and keeps the
+    maximum of each unit's pieces.
+    """
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.0,
-                 activation: str = "relu") -> None:
+                 activation: str = "relu", norm: str = "none", norm_groups: int = 2, maxout_pieces: int = 2) -> None:
         super().__init__()
-        self.act = make_activation(activation)  # parameter-free: the state_dict is the same for every choice
-        self.conv1 = nn.Conv2d(in_channels, 6, kernel_size=5)
-        self.conv2 = nn.Conv2d(6, 16, kernel_size=5)
-        self.fc1 = nn.Linear(16 * 5 * 5, 120)
-        self.fc2 = nn.Linear(120, 84)
+        k = activation_width(activation, maxout_pieces)
+        self.act = make_unit_activation(activation, maxout_pieces)  # parameter-free
+        self.conv1 = nn.Conv2d(in_channels, 6 * k, kernel_size=5)
+        self.norm1 = make_norm(norm, 6 * k, norm_groups, dim=2)  # Identity for none: no keys
+        self.conv2 = nn.Conv2d(6, 16 * k, kernel_size=5)
+        self.norm2 = make_norm(norm, 16 * k, norm_groups, dim=2)
+        self.fc1 = nn.Linear(16 * 5 * 5, 120 * k)
+        fc_norm = "none" if norm == "instance" else norm  # instance norm needs maps: the convs only
+        self.norm3 = make_norm(fc_norm, 120 * k, norm_groups, dim=1)
+        self.fc2 = nn.Linear(120, 84 * k)
+        self.norm4 = make_norm(fc_norm, 84 * k, norm_groups, dim=1)
         self.dropout = nn.Dropout(dropout)
         self.fc3 = nn.Linear(84, num_classes)
 
@@ -42,13 +55,13 @@ class LeNet5(nn.Module):
             x = F.pad(x, (2, 2, 2, 2))  # N x C x 32 x 32: the paper centres digits in a 32x32 field
         elif (h, w) != (32, 32):
             raise ZooError(f"LeNet-5 takes 32x32 input (28x28 is padded to 32x32); got {h}x{w}")
-        x = F.max_pool2d(self.act(self.conv1(x)), 2)  # N x 6 x 14 x 14
-        x = F.max_pool2d(self.act(self.conv2(x)), 2)  # N x 16 x 5 x 5
+        x = F.max_pool2d(self.act(self.norm1(self.conv1(x))), 2)  # N x 6 x 14 x 14
+        x = F.max_pool2d(self.act(self.norm2(self.conv2(x))), 2)  # N x 16 x 5 x 5
         return torch.flatten(x, 1)  # N x 400
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act(self.fc1(x))  # N x 120
-        x = self.dropout(self.act(self.fc2(x)))  # N x 84
+        x = self.act(self.norm3(self.fc1(x)))  # N x 120
+        x = self.dropout(self.act(self.norm4(self.fc2(x))))  # N x 84
         return self.fc3(x)  # N x num_classes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -338,6 +338,22 @@ def init_recurrent(rnn: nn.RNNBase, scheme: str = "orthogonal", forget_bias: flo
                 p[hidden : 2 * hidden].zero_()  # the forget bias is b_if + b_hf: keep the sum at forget_bias
 
 
+def as_sequence(x: Tensor, in_channels: int) -> Tensor:
+    """What every sequence model reads: N x T x ``in_channels`` floats, or N x T integer tokens, as given;
+    an image N x C x H x W becomes H*W steps of C features. Anything else is a ZooError naming the layouts."""
+    if x.is_floating_point() and x.dim() == 4 and x.shape[1] == in_channels:
+        # An image N x C x H x W is read pixel by pixel in raster order, C features per step: the
+        # sequential (pixel) MNIST of Le et al. (2015). data=seq_mnist reads rows, 28 steps instead of 784.
+        x = x.flatten(2).transpose(1, 2)  # N x H*W x C
+    if x.is_floating_point() and (x.dim() != 3 or x.shape[-1] != in_channels):
+        raise ZooError(
+            f"expected N x T x {in_channels} float sequences or N x {in_channels} x H x W images; got {tuple(x.shape)}"
+        )
+    if not x.is_floating_point() and x.dim() != 2:
+        raise ZooError(f"expected N x T integer tokens; got {tuple(x.shape)}")
+    return x
+
+
 # --------------------------------------------------------------------------------------------------
 # The network: (embedding) -> recurrent layers -> linear head, many-to-one or many-to-many.
 # --------------------------------------------------------------------------------------------------
@@ -409,16 +425,8 @@ class RecurrentNet(nn.Module):
             self.fc.weight = self.embedding.weight
 
     def _embed(self, x: Tensor) -> Tensor:
-        if x.is_floating_point() and x.dim() == 4 and x.shape[1] == self.in_channels:
-            # An image N x C x H x W is read pixel by pixel in raster order, C features per step: the
-            # sequential (pixel) MNIST of Le et al. (2015). data=seq_mnist reads rows, 28 steps instead of 784.
-            x = x.flatten(2).transpose(1, 2)  # N x H*W x C
+        x = as_sequence(x, self.in_channels)
         if x.is_floating_point():
-            if x.dim() != 3 or x.shape[-1] != self.in_channels:
-                raise ZooError(
-                    f"expected N x T x {self.in_channels} float sequences or N x {self.in_channels} x H x W "
-                    f"images; got {tuple(x.shape)}"
-                )
             return x
         if self.embedding is not None:
             return self.embedding(x)  # N x T x E

@@ -26,6 +26,7 @@ the shortcuts, giving the paper's plain baselines (Figure 6).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +37,7 @@ from torch import nn
 from zoo.errors import ZooError
 from zoo.init import zero_init_last
 from zoo.models.layers import check_input_size, check_stem
+from zoo.models.norms import make_norm
 from zoo.registry import register_model
 
 NormLayer = Callable[[int], nn.Module]
@@ -208,6 +210,8 @@ class ResNet(nn.Module):
             zero-padded identity (He et al.'s CIFAR nets), ``"none"`` no shortcut anywhere (plain nets;
             ``BasicBlock`` only).
         norm_layer: builds each normalisation from its channel count (torchvision's ``norm_layer``).
+        norm, norm_groups: the config's way to choose it (``model.norm=group``, zoo.models.norms.make_norm):
+            batch, group, layer, instance, switchable or none; ``None`` keeps ``norm_layer``.
         drop_rate: dropout inside ``PreActBasicBlock`` (Wide ResNets).
     """
 
@@ -216,8 +220,11 @@ class ResNet(nn.Module):
     def __init__(self, block: Block, layers: list[int], num_classes: int = 1000, in_channels: int = 3,
                  groups: int = 1, width_per_group: int = 64, stem: str = "imagenet",
                  zero_init_residual: bool = False, widths: list[int] | None = None, stem_width: int | None = None,
-                 shortcut: str = "B", norm_layer: NormLayer = nn.BatchNorm2d, drop_rate: float = 0.0) -> None:
+                 shortcut: str = "B", norm_layer: NormLayer = nn.BatchNorm2d, drop_rate: float = 0.0,
+                 norm: str | None = None, norm_groups: int = 32) -> None:
         super().__init__()
+        if norm is not None:  # batch keeps BatchNorm2d's keys; the others change what the bn* modules are
+            norm_layer = functools.partial(make_norm, norm, groups=norm_groups, dim=2)
         self.stem = check_stem(stem)
         if shortcut not in SHORTCUTS:
             raise ZooError(f"unknown shortcut {shortcut!r}; valid: {', '.join(SHORTCUTS)}")

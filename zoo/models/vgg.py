@@ -7,7 +7,7 @@ The idea: depth with the smallest filter. Stacks of 3x3 convolutions (two have a
 three a 7x7 one, with fewer weights and more non-linearities) between 2x2 max-pools that halve the size
 and double the width (64 -> 512), then three fully connected layers. Configurations A, B, D and E of the
 paper's Table 1 are vgg11, vgg13, vgg16 and vgg19; ``_bn`` adds batch normalisation after each conv
-(torchvision's variant, not in the paper).
+(torchvision's variant, not in the paper); ``norm=`` puts another of zoo.models.norms there.
 
 torchvision's keys and init: ``features.<i>`` numbered as its Sequential, ``classifier.0/3/6``.
 ``stem="cifar"``: the 7x7 average pool is global (the 32x32 input leaves 1x1x512), the classifier is
@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from zoo.models.layers import check_input_size, check_stem
+from zoo.models.norms import make_norm
 from zoo.registry import register_model
 
 # Table 1 of the paper: numbers are 3x3 conv widths, "M" a 2x2 max-pool.
@@ -40,11 +41,14 @@ class VGG(nn.Module):
     min_size: int | None = None  # from @register_model(min_size=...), set when built by name
 
     def __init__(self, cfg: list[int | str], num_classes: int = 1000, in_channels: int = 3, batch_norm: bool = False,
-                 dropout: float = 0.5, hidden: int | None = None, stem: str = "imagenet") -> None:
+                 dropout: float = 0.5, hidden: int | None = None, stem: str = "imagenet", norm: str | None = None,
+                 norm_groups: int = 32) -> None:
         super().__init__()
         check_stem(stem)
         self.stem = stem
         small = stem == "cifar"
+        # norm (zoo.models.norms) replaces the _bn models' BatchNorm2d at the same index (same keys for batch)
+        norm = norm or ("batch" if batch_norm else "none")
         layers: list[nn.Module] = []
         c_in = in_channels
         for v in cfg:
@@ -52,8 +56,8 @@ class VGG(nn.Module):
                 layers.append(nn.MaxPool2d(2, stride=2, ceil_mode=small))
             else:
                 layers.append(nn.Conv2d(c_in, int(v), 3, padding=1))
-                if batch_norm:
-                    layers.append(nn.BatchNorm2d(int(v)))
+                if norm != "none":
+                    layers.append(make_norm(norm, int(v), norm_groups, dim=2))
                 layers.append(nn.ReLU(inplace=True))
                 c_in = int(v)
         self.features = nn.Sequential(*layers)

@@ -18,27 +18,25 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from zoo.errors import ZooError
 from zoo.models.layers import AuxLogits
-from zoo.optim import configure_optimizers, l1_penalty
 from zoo.registry import build_network
+from zoo.training.losses import FocalLoss, SoftTargetCrossEntropy
+from zoo.training.optim import configure_optimizers, l1_penalty
 
 
-def instantiate_loss(loss: dict[str, Any] | None) -> nn.Module:
-    """The loss from its config; a list ``weight`` (``loss.weight=balanced``, resolved from the data's class
-    counts by zoo.run.build_task, or given) becomes the tensor ``nn.CrossEntropyLoss`` wants."""
-    if not loss:
-        return nn.CrossEntropyLoss()
-    if isinstance(loss.get("weight"), (list, tuple)):
-        rest = {k: v for k, v in loss.items() if k != "weight"}
-        return instantiate(rest, weight=torch.tensor(loss["weight"], dtype=torch.float32))
-    return instantiate(loss)
+def instantiate_loss(loss: dict[str, Any] | None, default: type[nn.Module] = nn.CrossEntropyLoss) -> nn.Module:
+    """The loss from its config (one of configs/loss), or the task's ``default`` when there is none.
+
+    A list ``weight`` (``loss.weight=balanced``, resolved by zoo.run.build_task, or given) is converted by
+    the zoo losses themselves (zoo.training.losses), the one place that does it.
+    """
+    return instantiate(loss, _convert_="all") if loss else default()
 
 
 class TrainEpochStats(Metric):
     """Sums over an epoch's training steps: the loss (weighted by batch size) and, for classification, the
     correct predictions. Processes are synchronised once, when :meth:`compute` gives the epoch's means.
-
-    One update per step costs about 25 microseconds of a CPU; torchmetrics' ``MeanMetric`` plus
-    ``MulticlassAccuracy`` cost about 65, 1.4% of a LeNet-5 step on this project's CPU.
+    Three sums cost less per step than torchmetrics' ``MeanMetric`` plus ``MulticlassAccuracy``
+    (docs/benchmarks.md).
     """
 
     full_state_update = False
@@ -61,30 +59,54 @@ class TrainEpochStats(Metric):
 
 
 class Task(pl.LightningModule):
-    """What every task shares: ``forward`` through ``self.net``, validation and test through the subclass's
-    ``_eval_step(batch, stage)``, the optimizer and schedule from zoo.optim, and the training loss.
+    """What every task shares: its constructor, ``forward`` through ``self.net``, validation and test through
+    the subclass's ``_eval_step(batch, stage)``, the optimizer and schedule from zoo.training.optim, and the
+    training loss.
+
+    Arguments (declared here once for every task) are plain dictionaries, Hydra configs converted to
+    containers: ``model`` (``name`` + kwargs), ``optimizer`` (a ``_partial_`` optimizer), ``scheduler`` (a
+    ``_partial_`` LR scheduler with optional ``interval``/``monitor`` keys, or None), ``loss`` (a config of
+    configs/loss, or None for the task's ``default_loss``), and ``data`` (the datamodule config and facts).
+    ``l1`` adds ``l1 * sum|w|`` over the weights to the training loss, in tasks with ``supports_l1``.
+    A checkpoint stores not these but :attr:`record` (zoo.checkpoint), which zoo.run.build_task sets.
 
     Training loss: ``train/loss_step`` every ``log_every_n_steps`` steps and the epoch means
-    ``train/loss_epoch`` (and, with ``count_correct``, ``train/acc``). ``self.log`` costs about a
-    millisecond of Python per call, as much as a whole LeNet-5 step on a CPU, so the epoch means are
-    accumulated on the device by :class:`TrainEpochStats` and logged once per epoch.
+    ``train/loss_epoch`` (and, with ``count_correct``, ``train/acc``), accumulated on the device by
+    :class:`TrainEpochStats` and logged once per epoch.
     """
 
-    # Lightning sets these on the module around every hook call, about 40 times a training step.
-    # nn.Module.__setattr__ checks each value against parameters, buffers and submodules (1.3 us a call);
-    # plain attributes need none of that.
-    _PLAIN_ATTRIBUTES = frozenset({"_current_fx_name"})
     count_correct = False  # tasks that pass `correct` to log_train_loss set this, to log train/acc
+    supports_l1 = False
+    default_loss: type[nn.Module] = nn.CrossEntropyLoss
+    image_input = True  # the network's `stem: auto` looks at the data's image size
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        model: dict[str, Any],
+        num_classes: int,
+        in_channels: int,
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any] | None = None,
+        loss: dict[str, Any] | None = None,
+        data: dict[str, Any] | None = None,
+        l1: float = 0.0,
+    ) -> None:
         super().__init__()
+        self.save_hyperparameters()
+        if l1 and not self.supports_l1:
+            kind = type(self).__name__
+            raise ZooError(f"l1={l1}: the L1 penalty is an option of classification tasks, not of a {kind}")
+        self.facts: dict[str, Any] = dict((data or {}).get("facts") or {})
+        shape = self.facts.get("input_shape") or [None]
+        self.net = build_network(model, num_classes, in_channels, shape[-1] if self.image_input else None)
+        self.criterion = instantiate_loss(loss, self.default_loss)
         self.train_stats = TrainEpochStats()
+        self.record: Any = None  # zoo.checkpoint.Record: what checkpoints store as hyper_parameters
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in self._PLAIN_ATTRIBUTES:
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A checkpoint's ``hyper_parameters`` are the record (names and plain values), not the configs."""
+        if self.record is not None:
+            checkpoint["hyper_parameters"] = self.record.to_dict()
 
     def log_train_loss(self, loss: torch.Tensor, n: int, correct: torch.Tensor | None = None) -> None:
         """Count a training step: its loss over ``n`` samples and, for classification, how many were right."""
@@ -114,36 +136,18 @@ class Task(pl.LightningModule):
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         return self._eval_step(batch, "test")  # what it returns reaches callbacks (the classifier's logits)
 
-    # zoo.optim builds the optimizer (weight decay on weights only) and the schedule (+ warmup) for every task.
+    # zoo.training.optim builds the optimizer (weight decay on weights only) and the schedule (+ warmup) for every task.
     configure_optimizers = configure_optimizers
 
 
 class ClassificationTask(Task):
-    """Image (or sequence) classification: cross-entropy, top-1 and top-5 accuracy.
+    """Image (or sequence) classification: cross-entropy, top-1 and top-5 accuracy; the L1 penalty."""
 
-    Arguments are plain dictionaries (Hydra configs converted to containers):
-    ``model`` (``name`` + kwargs), ``optimizer`` (a ``_partial_`` optimizer), ``scheduler`` (a
-    ``_partial_`` LR scheduler with optional ``interval``/``monitor`` keys, or None), ``loss`` (a
-    loss module), and ``data`` (the datamodule config and facts, kept for rebuilding). ``l1`` adds
-    ``l1 * sum|w|`` over the weights (not biases or norm parameters) to the training loss.
-    """
+    supports_l1 = True
 
-    def __init__(
-        self,
-        model: dict[str, Any],
-        num_classes: int,
-        in_channels: int,
-        optimizer: dict[str, Any],
-        scheduler: dict[str, Any] | None = None,
-        loss: dict[str, Any] | None = None,
-        data: dict[str, Any] | None = None,
-        l1: float = 0.0,
-    ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        image_size = (data or {}).get("facts", {}).get("input_shape", [None])[-1]
-        self.net = build_network(model, num_classes, in_channels, image_size)
-        self.criterion = instantiate_loss(loss)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        num_classes = self.hparams.num_classes
         # validate_args=False: the argument checks cost host-device syncs on every update (labels come from
         # our own datamodules, already checked when they were loaded).
         top5 = min(5, num_classes)
@@ -163,7 +167,7 @@ class ClassificationTask(Task):
         else:
             logits = out
             loss = self.criterion(logits, y)
-        if self.hparams.get("l1"):
+        if self.hparams.l1:
             loss = loss + self.hparams.l1 * l1_penalty(self.net)
         target = y.argmax(1) if y.is_floating_point() else y
         # summed on the device, logged once per epoch; no per-step .item() here
@@ -183,34 +187,26 @@ class ClassificationTask(Task):
 
 
 
-def _is_classification_loss(loss: dict[str, Any] | None) -> bool:
-    return bool(loss) and str(loss.get("_target_", "")).endswith(("CrossEntropyLoss", "NLLLoss"))
+CLASSIFICATION_LOSSES = (nn.CrossEntropyLoss, nn.NLLLoss, FocalLoss, SoftTargetCrossEntropy)
 
 
 class SequenceRegressionTask(Task):
     """Regression (the adding problem): a loss from ``configs/loss`` (MSE, L1, smooth L1), metric ``val/mse``.
 
-    The default ``loss: cross_entropy`` of ``train.yaml`` means "the task's usual loss" here, so it becomes
-    MSE. A datamodule's ``baseline_mse`` fact (what a memoryless predictor scores) is logged as
+    A classification loss is refused, not replaced: the regression data configs choose ``loss: mse``.
+    A datamodule's ``baseline_mse`` fact (what a memoryless predictor scores) is logged as
     ``val/baseline_mse`` beside ``val/mse``, so TensorBoard shows whether the network beat it.
-    Same constructor as :class:`ClassificationTask`.
     """
 
-    def __init__(
-        self,
-        model: dict[str, Any],
-        num_classes: int,
-        in_channels: int,
-        optimizer: dict[str, Any],
-        scheduler: dict[str, Any] | None = None,
-        loss: dict[str, Any] | None = None,
-        data: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        self.net = build_network(model, num_classes, in_channels, None)
-        self.criterion = nn.MSELoss() if not loss or _is_classification_loss(loss) else instantiate(loss)
-        self.baseline_mse = (data or {}).get("facts", {}).get("baseline_mse")
+    default_loss = nn.MSELoss
+    image_input = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if isinstance(self.criterion, CLASSIFICATION_LOSSES):
+            raise ZooError(f"loss {type(self.criterion).__name__} is a classification loss and this data is "
+                           "regression: choose loss=mse, loss=l1 or loss=smooth_l1")
+        self.baseline_mse = self.facts.get("baseline_mse")
 
     def _predict(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         out = self(x)  # N x outputs
@@ -243,32 +239,23 @@ class LanguageModelTask(Task):
     Truncated backpropagation through time: with ``bptt`` in the data config shorter than a window, the
     window is run in chunks of ``bptt`` steps; the recurrent state flows on through the whole window but
     is detached between chunks, so gradients reach back at most ``bptt`` steps. :meth:`sample` writes text.
-    Same constructor as :class:`ClassificationTask`; the vocabulary comes from the data facts' ``class_names``.
+    The vocabulary comes from the data facts' ``class_names``.
     """
 
-    def __init__(
-        self,
-        model: dict[str, Any],
-        num_classes: int,
-        in_channels: int,
-        optimizer: dict[str, Any],
-        scheduler: dict[str, Any] | None = None,
-        loss: dict[str, Any] | None = None,
-        data: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        if model.get("bidirectional"):
+    image_input = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.hparams.model.get("bidirectional"):
             raise ZooError(
                 "a language model predicts the next token, so it cannot be bidirectional; set model.bidirectional=false"
             )
-        self.net = build_network(model, num_classes, in_channels, None)
         if not hasattr(self.net, "forward_with_state"):
-            raise ZooError(f"model {model.get('name')!r} is not recurrent; language modelling needs rnn, lstm or gru")
-        self.criterion = instantiate(loss) if loss else nn.CrossEntropyLoss()
-        data = data or {}
+            name = self.hparams.model.get("name")
+            raise ZooError(f"model {name!r} is not recurrent; language modelling needs rnn, lstm or gru")
+        data = self.hparams.data or {}
         self.bptt = (data.get("config") or {}).get("bptt")
-        self.vocab: list[str] = list(data.get("facts", {}).get("class_names") or [])
+        self.vocab: list[str] = list(self.facts.get("class_names") or [])
         self.val_nll, self.test_nll = MeanMetric(), MeanMetric()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -350,3 +337,6 @@ def task_class(kind: str) -> type[pl.LightningModule]:
     if kind not in TASKS:
         raise ZooError(f"no task for data of kind {kind!r}; known: {', '.join(sorted(TASKS))}")
     return TASKS[kind]
+
+# Tasks in their own modules, built on Task above; each adds itself to TASKS when imported.
+import zoo.training.multilabel  # noqa: E402, F401  (TASKS["multilabel"])

@@ -19,7 +19,7 @@ import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.checkpoint_io import CheckpointIO
 
-from zoo.weights import atomic_save, load_file
+from zoo.weights import atomic_save, load_file, remove_leftovers
 
 
 def rng_state() -> dict[str, Any]:
@@ -78,7 +78,10 @@ def saved_val_metrics(ckpt: dict[str, Any]) -> dict[str, float]:
         if str(key).startswith("ModelCheckpoint") and isinstance(state, dict):
             score, monitor = state.get("best_model_score"), state.get("monitor")
             if score is not None and monitor:
-                return {str(monitor): float(score)}
+                try:  # a file's value: a number, or nothing
+                    return {str(monitor): float(score)}
+                except (TypeError, ValueError):
+                    return {}
     return {}
 
 
@@ -93,7 +96,10 @@ class SafeCheckpointIO(CheckpointIO):
         atomic_save(checkpoint, path)
 
     def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None) -> dict:
-        return load_file(path)
+        """Lightning's resume read: weights-only, and the temp files of killed saves in that run are cleared."""
+        ckpt = load_file(path)
+        remove_leftovers(Path(path).parent)
+        return ckpt
 
     def remove_checkpoint(self, path: Any) -> None:
         Path(path).unlink(missing_ok=True)

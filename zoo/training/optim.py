@@ -31,6 +31,8 @@ from zoo.errors import ZooError
 _OPT_KEYS = ("_partial_", "backbone_lr_scale")
 # Keys of a scheduler config that are ours (or Lightning's), not the torch scheduler's.
 _SCHED_KEYS = ("_partial_", "interval", "monitor", "frequency", "warmup_steps", "warmup_epochs", "warmup_start_factor")
+# What a config of each group may hold beyond its target's arguments (zoo.checkpoint checks stored options)
+OWN_KEYS = {"optimizer": set(_OPT_KEYS), "scheduler": set(_SCHED_KEYS)}
 # Scheduler arguments that mean "the length of the run": filled in from the trainer when left null.
 _LENGTH_ARGS = {"OneCycleLR": "total_steps", "PolynomialLR": "total_iters", "CosineAnnealingLR": "T_max"}
 

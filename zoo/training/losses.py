@@ -105,3 +105,18 @@ class SoftTargetCrossEntropy(nn.Module):
         if not target.is_floating_point():
             return F.nll_loss(logp, target)
         return -(target * logp).sum(1).mean()
+
+
+class SoftmaxMSELoss(nn.Module):
+    """Squared error between the softmax probabilities and the one-hot target, summed over classes and averaged
+    over samples (the Brier score): classification trained with MSE, to compare with cross-entropy.
+
+    Its gradient with respect to the logits carries the softmax's Jacobian, which vanishes as a wrong
+    prediction saturates (p_y -> 0), where cross-entropy's ``p - t`` stays large: the usual argument for
+    cross-entropy. Takes class indices or probability targets.
+    """
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        p = F.softmax(logits.float(), dim=1)
+        t = target.float() if target.is_floating_point() else F.one_hot(target, p.shape[1]).float()
+        return (p - t).pow(2).sum(1).mean()

@@ -31,18 +31,33 @@ def classifier_keys(model_cfg: dict[str, Any], num_classes: int, in_channels: in
 def task_classifier_keys(task: nn.Module) -> set[str]:
     """:func:`classifier_keys` of a zoo task's network, from its saved hyper-parameters."""
     hp = task.hparams
-    image_size = (hp.get("data") or {}).get("facts", {}).get("input_shape", [None])[-1]
+    image_size = (task.facts.get("input_shape") or [None])[-1]
     return classifier_keys(dict(hp["model"]), hp["num_classes"], hp["in_channels"], image_size)
 
 
-def load_pretrained_into(net: nn.Module, path: str | Path, model_name: str, head: set[str]) -> str | None:
-    """Copy the weights of ``path`` (any format load_pretrained reads) into ``net``; return a note if the head changed.
+def load_pretrained_into(net: nn.Module, path: bool | str | Path, model_name: str, head: set[str]) -> str | None:
+    """Copy the weights ``path`` names into ``net``; return a note if the head changed.
 
+    ``path`` is ``true`` (the model's default published weights), a tag (``IMAGENET1K_V2``), or a file in any
+    format load_pretrained reads; tags resolve through :mod:`zoo.pretrained` (torch.hub's cache, downloads).
     The classifier (``head`` keys) is kept freshly initialised when its shape differs (other classes);
     an RGB first convolution is summed over its input channels for grayscale data (timm does the same);
     any other mismatch raises one line naming missing/unexpected keys and the model the file looks like.
     """
-    weights = convert_state_dict(model_name, state_dict_of(load_file(path)))
+    from zoo.checkpoint import read_record
+    from zoo.pretrained import resolve
+    from zoo.registry import entry
+
+    path, published = resolve(model_name, path)
+    obj = load_file(path)
+    if "state_dict" in obj and "hyper_parameters" in obj:  # a zoo checkpoint: its record is read (checked) too
+        record = read_record(obj, str(path))
+        if record.model != model_name and entry(record.model).family != entry(model_name).family:
+            raise ZooError(f"model.pretrained={path} holds a {record.model!r} model, not a {model_name!r} one")
+    weights = convert_state_dict(model_name, state_dict_of(obj))
+
+    if published is not None:  # the publisher's key names (timm's) -> zoo's
+        weights = published.adapt(weights, head)
     own = net.state_dict()
     note = None
     replaced = [k for k in head if k in weights and k in own and weights[k].shape != own[k].shape]

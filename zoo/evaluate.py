@@ -1,0 +1,247 @@
+"""Evaluation from checkpoints alone, the work behind ``eval.py``: test, predict, ensembles, text samples.
+
+Everything is rebuilt from a checkpoint's record (zoo.checkpoint: the model by registered name, the data
+set by config name, the facts: channels, input size, mean/std, class names), so nothing needs the command
+line that trained the model, and nothing read from the file chooses code. The test split is rebuilt in
+one place (``Record.datamodule``); the Trainer is built as training builds it (zoo.run.build_trainer:
+weights-only checkpoint I/O, one-line errors for settings Lightning refuses).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from datamodules.whiten import preprocess
+from zoo.checkpoint import Record, load_record
+from zoo.errors import ZooError
+from zoo.training.callbacks.resume_state import saved_val_metrics
+from zoo.weights import state_dict_of
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+ENSEMBLES = ("mean", "vote", "weighted")
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def image_files(target: str | Path) -> list[Path]:
+    """``target`` itself if it is an image, else the images in that folder (sorted, not recursive)."""
+    p = Path(target).expanduser()
+    if not p.exists():
+        raise ZooError(f"predict={target}: no such file or folder")
+    if p.is_file():
+        return [p]
+    files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ZooError(f"predict={target}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in that folder")
+    return files
+
+
+def load_image(path: Path, facts: Any) -> torch.Tensor:
+    """A file as the checkpoint's data was fed (``facts``: zoo.checkpoint.Facts): its channels, size, normalisation."""
+    from PIL import Image, UnidentifiedImageError
+
+    channels, height, width = facts.input_shape[-3:]
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
+            x = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
+    except (UnidentifiedImageError, OSError) as e:
+        raise ZooError(f"predict: {path} is not a readable image ({e.__class__.__name__})") from e
+    x = x.view(height, width, -1).permute(2, 0, 1).float().div(255)  # C x H x W in [0, 1]
+    return preprocess(x, facts.to_dict())  # normalised (and whitened) as training fed its data
+
+
+def network(ckpt: dict[str, Any], record: Record) -> torch.nn.Module:
+    """The checkpoint's network in eval mode, its weights checked to fit the record before it is built."""
+    return record.build_network(state_dict_of(ckpt)).eval()
+
+
+def predict(ckpt_path: str, target: str, topk: int, run_dir: Path) -> list[dict[str, Any]]:
+    """Print the top-k classes with probabilities for each image, and write ``run_dir/predictions.csv``."""
+    ckpt, record = load_record(ckpt_path)
+    facts = record.facts
+    if facts.task == "language_model":
+        raise ZooError(f"{ckpt_path} is a language model: sample text with prompt=TEXT sample_length=N instead")
+    if facts.task != "classification" or len(facts.input_shape) != 3:
+        raise ZooError(f"predict= needs an image classifier; {ckpt_path} was trained for {facts.task!r}")
+    if len(facts.mean) not in (1, facts.input_shape[0]) or len(facts.std) not in (1, facts.input_shape[0]):
+        raise ZooError(f"{ckpt_path}: facts.mean/std do not match its {facts.input_shape[0]} input channels")
+    files = image_files(target)
+    net = network(ckpt, record).to(_device())
+    names = list(facts.class_names)
+    if len(names) != record.num_classes:
+        names = [str(i) for i in range(record.num_classes)]
+    k = max(1, min(int(topk), record.num_classes))
+    rows = []
+    with torch.no_grad():
+        for start in range(0, len(files), 64):
+            chunk = files[start : start + 64]
+            x = torch.stack([load_image(f, facts) for f in chunk]).to(_device())
+            probs = net(x).float().softmax(1).cpu()
+            p, idx = probs.topk(k, dim=1)
+            for f, pi, ii in zip(chunk, p.tolist(), idx.tolist()):
+                row = {"image": str(f)}
+                for r, (c, pr) in enumerate(zip(ii, pi), start=1):
+                    row[f"class_{r}"], row[f"prob_{r}"] = names[c], round(pr, 6)
+                rows.append(row)
+                shown = ", ".join(f"{names[c]} {pr:.4f}" for c, pr in zip(ii, pi))
+                print(f"{f}: {shown}", flush=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / "predictions.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"predictions: {run_dir / 'predictions.csv'}", flush=True)
+    return rows
+
+
+def combine(probs: torch.Tensor, mode: str, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Class predictions of an ensemble from member probabilities ``probs`` (members x N x classes).
+
+    ``mean`` averages the softmax outputs; ``weighted`` averages them with ``weights``; ``vote`` takes
+    the most common top-1 class, ties going to the class with the higher mean probability.
+    """
+    if mode == "mean":
+        return probs.mean(0).argmax(1)
+    if mode == "weighted":
+        w = weights / weights.sum()
+        return (probs * w.view(-1, 1, 1)).sum(0).argmax(1)
+    if mode == "vote":
+        votes = torch.nn.functional.one_hot(probs.argmax(2), probs.shape[2]).sum(0).float()  # N x classes
+        return (votes + probs.mean(0) * 1e-3).argmax(1)  # mean probability < 1 vote: it only breaks ties
+    raise ZooError(f"ensemble={mode!r}: valid: {', '.join(ENSEMBLES)}")
+
+
+def evaluate_ensemble(paths: list[str], mode: str, run_dir: Path, data_dir: str | None = None) -> dict[str, Any]:
+    """Each member's and the ensemble's test accuracy on the members' (shared) test split."""
+    if mode not in ENSEMBLES:
+        raise ZooError(f"ensemble={mode!r}: valid: {', '.join(ENSEMBLES)}")
+    loaded = [load_record(p) for p in paths]
+    ckpts, records = [c for c, _ in loaded], [r for _, r in loaded]
+    first = records[0]
+    for p, r in zip(paths[1:], records[1:]):
+        if (r.facts.name, r.num_classes, r.facts.input_shape) != (first.facts.name, first.num_classes,
+                                                                   first.facts.input_shape):
+            raise ZooError(f"ensemble members must share their data: {paths[0]} is {first.facts.name} "
+                           f"({first.num_classes} classes), {p} is {r.facts.name} ({r.num_classes} classes)")
+    if first.task != "classification":
+        raise ZooError(f"ensembles combine classifiers; {paths[0]} was trained for {first.task!r}")
+    weights = None
+    if mode == "weighted":
+        accs = []
+        for p, c in zip(paths, ckpts):
+            acc = saved_val_metrics(c).get("val/acc")
+            if acc is None:
+                raise ZooError(f"ensemble=weighted needs each member's val/acc; {p} does not store one")
+            if isinstance(acc, bool) or not isinstance(acc, (int, float)) or not 0 <= acc <= 1:
+                raise ZooError(f"{p}: its stored val/acc must be a number in [0, 1]; got {str(acc)[:40]}")
+            accs.append(acc)
+        weights = torch.tensor(accs)
+    nets = [network(c, r) for c, r in loaded]  # every member checked before the data is built
+    dm = first.datamodule(data_dir)
+    device = _device()
+    nets = [net.to(device) for net in nets]
+    member_probs: list[list[torch.Tensor]] = [[] for _ in nets]
+    labels = []
+    with torch.no_grad():
+        for x, y in dm.test_dataloader():
+            x = x.to(device)
+            for i, net in enumerate(nets):
+                member_probs[i].append(net(x).float().softmax(1).cpu())
+            labels.append(y.cpu())
+    y = torch.cat(labels)
+    probs = torch.stack([torch.cat(p) for p in member_probs])  # members x N x classes
+    members = []
+    for p, pr, r in zip(paths, probs, records):
+        members.append({"checkpoint": str(Path(p).resolve()), "model": r.model,
+                        "test/acc": (pr.argmax(1) == y).float().mean().item()})
+    ens_acc = (combine(probs, mode, weights) == y).float().mean().item()
+    metrics: dict[str, Any] = {"ensemble": mode, "members": members, "test/acc": ens_acc}
+    if weights is not None:
+        metrics["weights"] = (weights / weights.sum()).tolist()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    for m in members:
+        print(f"member {m['model']:<12} test/acc={m['test/acc']:.4f}  {m['checkpoint']}", flush=True)
+    print(f"ensemble ({mode}, {len(nets)} members) test/acc={ens_acc:.4f}\nrun directory: {run_dir}", flush=True)
+    return metrics
+
+
+# -- eval.py ---------------------------------------------------------------------------------------------
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """``eval.py``: test a checkpoint on its data's test split, or predict images, test an ensemble, draw what a
+    network learned (``visualize=``), or test published weights (``pretrained=``)."""
+    from zoo.run import output_dir
+
+    if cfg.get("pretrained"):  # published weights (zoo.pretrained): ImageNet val folder, or predict= class names
+        from zoo.pretrained import evaluate_config
+
+        return evaluate_config(cfg, output_dir(cfg))
+    if not cfg.get("ckpt_path"):
+        raise ZooError("eval.py needs ckpt_path=PATH to a checkpoint written by train.py")
+    paths = OmegaConf.to_container(cfg.ckpt_path) if OmegaConf.is_list(cfg.ckpt_path) else cfg.ckpt_path
+    if isinstance(paths, list) or cfg.get("ensemble"):  # ckpt_path=[A,B,C] ensemble=mean|vote|weighted
+        paths = [str(p) for p in (paths if isinstance(paths, list) else [paths])]
+        return evaluate_ensemble(paths, cfg.get("ensemble") or "mean", output_dir(cfg), cfg.get("data_dir"))
+    if cfg.get("predict"):  # predict=IMAGE_OR_FOLDER: top-k classes and predictions.csv
+        return {"predictions": predict(str(paths), str(cfg.predict), cfg.get("topk", 5), output_dir(cfg))}
+    if cfg.get("visualize"):  # visualize=filters|features|gradcam|deconv|saliency: pictures, not test metrics
+        from zoo.visualize import visualize
+
+        v = OmegaConf.to_container(cfg.visualize, resolve=True)  # kind, image, layer, channels
+        return {"figure": str(visualize(str(paths), **v, run_dir=output_dir(cfg), data_dir=cfg.get("data_dir")))}
+    return test(cfg, str(paths))
+
+
+def task_from_checkpoint(ckpt: dict[str, Any], record: Record) -> pl.LightningModule:
+    """The LightningModule a checkpoint was trained as, rebuilt from its record, with its weights."""
+    from zoo.training.tasks import task_class
+
+    record.check_weights(state_dict_of(ckpt))  # one line, on the meta device, before anything is allocated
+    task = task_class(record.task)(**record.task_arguments())
+    task.record = record
+    try:
+        task.load_state_dict({k: v for k, v in ckpt["state_dict"].items() if isinstance(v, torch.Tensor)}, strict=True)
+    except RuntimeError as e:  # keys outside the network (a loss's class weights) that do not fit
+        raise ZooError(f"{record.source}: weights do not fit its record ({' '.join(str(e).split())[:200]})") from None
+    return task
+
+
+def test(cfg: DictConfig, ckpt_path: str) -> dict[str, Any]:
+    """Test a checkpoint on the test split of the data it was trained on; write ``metrics.json``."""
+    from zoo.run import build_trainer, numbers, output_dir, report, write_metrics
+
+    ckpt, record = load_record(ckpt_path)
+    task = task_from_checkpoint(ckpt, record)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = record.datamodule(cfg.get("data_dir"))
+    trainer = build_trainer(cfg, training=False, logger=False, enable_checkpointing=False, enable_model_summary=False)
+    trainer.test(task, datamodule=dm, verbose=False)
+    metrics = {"checkpoint": str(Path(ckpt_path).resolve())}
+    metrics.update(numbers(trainer.callback_metrics, ("test/",)))
+    run_dir = output_dir(cfg)
+    write_metrics(run_dir, metrics)
+    report(metrics, run_dir)
+    if record.task == "language_model" and cfg.get("sample_length"):  # language models also write text
+        sample_text(cfg, task, run_dir)
+    return metrics
+
+
+def sample_text(cfg: DictConfig, task: pl.LightningModule, run_dir: Path) -> str:
+    """Continue ``cfg.prompt`` by ``cfg.sample_length`` characters at ``cfg.temperature``; print, save sample.txt."""
+    temperature = float(cfg.get("temperature", 1.0))
+    text = task.sample(str(cfg.get("prompt") or ""), int(cfg.sample_length), temperature)
+    (run_dir / "sample.txt").write_text(text + "\n", encoding="utf-8")
+    print(f"\nsample (temperature {temperature}):\n{text}", flush=True)
+    return text
