@@ -3,8 +3,8 @@
 Both sides apply the ``standard`` CIFAR augmentation (random crop with 4 pixels of zero padding,
 horizontal flip, uint8 -> float, normalisation) to CIFAR-shaped data and hand out batches:
 
-- ours: ``datamodules.base.TensorBatches`` over one uint8 (N, 3, 32, 32) tensor, augmented a batch at a
-  time by ``datamodules.augment.Augment`` (per-sample random crop offsets and flips);
+- ours: ``zoo.datamodules.base.TensorBatches`` over one uint8 (N, 3, 32, 32) tensor, augmented a batch at a
+  time by ``zoo.datamodules.augment.Augment`` (per-sample random crop offsets and flips);
 - torchvision: the usual pipeline, a Dataset that makes a PIL image per sample as
   ``torchvision.datasets.CIFAR10.__getitem__`` does, ``transforms.v2`` RandomCrop/RandomHorizontalFlip/
   ToImage/ToDtype/Normalize per sample, in a DataLoader with ``--workers`` worker processes;
@@ -26,8 +26,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datamodules.augment import Augment, make_knobs  # noqa: E402
-from datamodules.base import Split, TensorBatches  # noqa: E402
+from zoo.datamodules.augment import Augment, make_knobs  # noqa: E402
+from zoo.datamodules.base import Split, TensorBatches  # noqa: E402
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 

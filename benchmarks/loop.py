@@ -28,10 +28,10 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
-from datamodules.base import Split, TensorBatches
-from datamodules.vision import MNISTTiny
 from zoo import create_model
 from zoo.cli import CONFIG_DIR
+from zoo.datamodules.base import Split, TensorBatches
+from zoo.datamodules.vision import MNISTTiny
 from zoo.run import build_task, build_trainer
 
 SIZES = {"train": 60000, "val": 10000}

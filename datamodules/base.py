@@ -18,8 +18,8 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from datamodules.augment import Augment, Knobs, make_knobs, normalize_uint8
-from datamodules.whiten import WHITEN_KINDS, apply_whitening, fit_whitening
+from zoo.datamodules.augment import Augment, Knobs, make_knobs, normalize_uint8
+from zoo.datamodules.whiten import WHITEN_KINDS, apply_whitening, fit_whitening
 from zoo.errors import ZooError
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -228,10 +228,10 @@ class DataModule(pl.LightningDataModule):
 class InMemoryDataModule(DataModule):
     """Base class of the in-memory datasets: subclasses implement :meth:`load_splits` and set the facts.
 
-    Training batches go through :class:`datamodules.augment.Augment`: the ``augment`` preset (``none``,
+    Training batches go through :class:`zoo.datamodules.augment.Augment`: the ``augment`` preset (``none``,
     ``standard``, ``strong``, chosen for the dataset's ``augment_kind``: ``objects`` or ``digits``) with the
     ``aug`` knobs on top; validation and test batches are only converted and normalised. ``whiten``
-    (``pca`` or ``zca``, :mod:`datamodules.whiten`) is fitted on the normalised training split and applied
+    (``pca`` or ``zca``, :mod:`zoo.datamodules.whiten`) is fitted on the normalised training split and applied
     to every batch after normalisation; ``facts()["whitening"]`` carries it to a checkpoint.
     """
 
@@ -345,7 +345,7 @@ class InMemoryDataModule(DataModule):
 
     def facts(self) -> dict[str, Any]:
         """The base's facts, and with ``whiten`` the fitted map: ``{"kind", "eps", "mean", "matrix"}`` as
-        tensors, for :func:`datamodules.whiten.apply_whitening` in evaluation and prediction."""
+        tensors, for :func:`zoo.datamodules.whiten.apply_whitening` in evaluation and prediction."""
         facts = super().facts()
         if self.whiten is not None:
             self.setup()

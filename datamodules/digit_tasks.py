@@ -1,6 +1,6 @@
 """Tasks derived from the 5,000 embedded MNIST digits: multi-label, binary, and an imbalanced split.
 
-They reuse :class:`datamodules.vision.MNISTTiny`'s fixed 4,000/500/500 split of the digits, so no test digit
+They reuse :class:`zoo.datamodules.vision.MNISTTiny`'s fixed 4,000/500/500 split of the digits, so no test digit
 is ever seen in training, whatever is built from them:
 
 - ``multi_digits``: a 28 x 28 canvas of ``grid`` x ``grid`` cells, each holding a (downscaled) digit with
@@ -20,8 +20,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from datamodules.base import Split
-from datamodules.vision import DIGITS, MNISTTiny
+from zoo.datamodules.base import Split
+from zoo.datamodules.vision import DIGITS, MNISTTiny
 from zoo.errors import ZooError
 
 

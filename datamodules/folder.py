@@ -4,7 +4,7 @@ Layout as torchvision's ``ImageFolder`` reads it: ``data_dir/train/<class>/*.jpg
 and, optionally, ``data_dir/test/<class>/...``; class names are the sorted sub-folder names.
 
 Exact resume with workers: nothing random here depends on a worker's or the main process's RNG stream.
-The training order is a permutation seeded by ``(seed, epoch)`` (:func:`datamodules.base.epoch_order`, the
+The training order is a permutation seeded by ``(seed, epoch)`` (:func:`zoo.datamodules.base.epoch_order`, the
 in-memory datasets' order), each drawn sample carries a seed of ``(seed, epoch, position)`` that seeds its
 random crop in whichever worker decodes it, and a batch's device-side augmentation is seeded by its first
 sample's seed. The DataLoader draws its workers' base seed from a generator of its own, not from the
@@ -23,8 +23,8 @@ import torch
 import torch.utils.data
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-from datamodules.augment import Augment, Knobs, normalize_uint8
-from datamodules.base import DataModule, epoch_order, hold_out, sample_seed, seeded, whole_number
+from zoo.datamodules.augment import Augment, Knobs, normalize_uint8
+from zoo.datamodules.base import DataModule, epoch_order, hold_out, sample_seed, seeded, whole_number
 from zoo.errors import ZooError
 
 
@@ -100,7 +100,7 @@ class _LateLoader(DataLoader):
     Workers start drawing indices from the sampler as soon as an iterator exists (``prefetch_factor``
     batches each), and a resumed run's first ``iter()`` comes before Lightning brings ``current_epoch`` up
     to date: the workers would crop epoch 0 again. By the first ``next()`` the epoch is right, as it is for
-    the in-memory :class:`~datamodules.base.TensorBatches`, whose generator reads it at the same moment.
+    the in-memory :class:`~zoo.datamodules.base.TensorBatches`, whose generator reads it at the same moment.
     """
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
@@ -232,6 +232,8 @@ class ImageFolder(DataModule):
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """uint8 batch on the device -> augmented (training: it carries its samples' seeds) or normalised."""
+        if isinstance(batch, torch.Tensor):  # the model summary's example input: not one of our batches
+            return batch
         if len(batch) == 3:
             x, y, seeds = batch
             pipeline = self.device_augment or self.augmenter()

@@ -1,6 +1,6 @@
 """Sequence datasets: sequential MNIST, the adding problem, the copy-memory task and character-level text.
 
-All of them are generated or embedded (no download) and held in memory as :class:`~datamodules.base.Split`
+All of them are generated or embedded (no download) and held in memory as :class:`~zoo.datamodules.base.Split`
 tensors that are moved to the training device once. Each exposes the facts a model and a task are built
 from: ``task`` ("classification", "regression", "language_model"), ``num_classes`` (outputs per
 prediction), ``in_channels`` (features per step, or the vocabulary size for token inputs) and
@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from datamodules.augment import normalize_uint8
-from datamodules.base import InMemoryDataModule, Split, Transform, hold_out, whole_number
-from datamodules.vision import DIGITS, MNIST_MEAN, MNIST_STD, load_mnist_5k, read_idx
+from zoo.datamodules.augment import normalize_uint8
+from zoo.datamodules.base import InMemoryDataModule, Split, Transform, hold_out, whole_number
+from zoo.datamodules.vision import DIGITS, MNIST_MEAN, MNIST_STD, load_mnist_5k, read_idx
 from zoo.errors import ZooError
 
 DEFAULT_TEXT = Path(__file__).parent / "data" / "shakespeare_coriolanus.txt"

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 import torch.utils.data
 
-from datamodules.base import InMemoryDataModule, Split, hold_out, whole_number
-from datamodules.folder import ImageFolder  # noqa: F401  (its old home: checkpoints name datamodules.vision.ImageFolder)
+from zoo.datamodules.base import InMemoryDataModule, Split, hold_out, whole_number
+from zoo.datamodules.folder import ImageFolder  # noqa: F401  (its old home: checkpoints name datamodules.vision.ImageFolder)
 from zoo.errors import ZooError
 from zoo.extras import require
 

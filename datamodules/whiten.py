@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from datamodules.augment import normalize
+from zoo.datamodules.augment import normalize
 
 WHITEN_KINDS = ("pca", "zca")
 

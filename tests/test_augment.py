@@ -6,7 +6,7 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from datamodules import augment as A
+from zoo.datamodules import augment as A
 from zoo.errors import ZooError
 
 
@@ -212,7 +212,7 @@ def test_pipeline_runs_on_the_gpu() -> None:
 
 def test_normalisation_is_one_mechanism_for_images_and_batches() -> None:
     """normalize, normalize_uint8 and denormalize agree, and take one (C, H, W) image or an (N, C, H, W) batch."""
-    from datamodules.whiten import preprocess
+    from zoo.datamodules.whiten import preprocess
 
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     u8 = (torch.rand(4, 3, 5, 6) * 255).round().to(torch.uint8)

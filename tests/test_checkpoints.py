@@ -285,7 +285,7 @@ def test_predict_preprocesses_like_the_training_data(tmp_path: Path, capsys: pyt
     from PIL import Image
 
     import zoo
-    from datamodules.vision import load_mnist_5k
+    from zoo.datamodules.vision import load_mnist_5k
     from zoo.evaluate import evaluate
 
     ckpt = write_checkpoint(tmp_path / "lenet.ckpt")

@@ -16,8 +16,8 @@ from conftest import ROOT, run_script
 from fake_data import write_cifar10, write_cifar100, write_imagefolder, write_mnist, write_svhn
 from torch.utils.data import DistributedSampler
 
-from datamodules.base import InMemoryDataModule, Split, TensorBatches
-from datamodules.vision import CIFAR10, CIFAR100, KMNIST, MNIST, SVHN, Digits, FashionMNIST, MNISTTiny
+from zoo.datamodules.base import InMemoryDataModule, Split, TensorBatches
+from zoo.datamodules.vision import CIFAR10, CIFAR100, KMNIST, MNIST, SVHN, Digits, FashionMNIST, MNISTTiny
 from zoo.errors import ZooError
 
 

@@ -12,9 +12,9 @@ import pytest
 from conftest import run_script
 from fake_data import write_cifar10, write_imagefolder, write_mnist
 
-from datamodules.folder import ImageFolder
-from datamodules.sequence import CharText
-from datamodules.vision import CIFAR10, MNIST, Digits, MNISTTiny
+from zoo.datamodules.folder import ImageFolder
+from zoo.datamodules.sequence import CharText
+from zoo.datamodules.vision import CIFAR10, MNIST, Digits, MNISTTiny
 from zoo.errors import ZooError
 
 
@@ -94,7 +94,7 @@ def test_batch_sizes_must_be_whole_positive_numbers_not_bools(key: str, value: o
 
 
 def test_an_empty_split_is_refused_whatever_made_it() -> None:
-    from datamodules.base import InMemoryDataModule, Split
+    from zoo.datamodules.base import InMemoryDataModule, Split
 
     class Empty(InMemoryDataModule):
         def load_splits(self) -> dict[str, Split]:

@@ -32,7 +32,7 @@ def write_checkpoint(path: Path, model_cfg: dict[str, Any], facts: dict[str, Any
                            **{k: v for k, v in model_cfg.items() if k != "name"})
     hp = {"model": model_cfg, "num_classes": facts["num_classes"], "in_channels": in_channels,
           "optimizer": {"_target_": "torch.optim.SGD", "lr": 0.1}, "scheduler": None, "loss": None,
-          "data": {"config": {"_target_": "datamodules.vision.MNISTTiny"}, "facts": facts}}
+          "data": {"config": {"_target_": "zoo.datamodules.vision.MNISTTiny"}, "facts": facts}}
     torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}, "hyper_parameters": hp,
                 "epoch": 0, "global_step": 0}, path)
     return path

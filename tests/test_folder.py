@@ -16,8 +16,8 @@ import torch
 from conftest import ROOT, run_script
 from fake_data import write_imagefolder
 
-from datamodules.base import InMemoryDataModule
-from datamodules.folder import ImageFolder, UnreadableImage
+from zoo.datamodules.base import InMemoryDataModule
+from zoo.datamodules.folder import ImageFolder, UnreadableImage
 from zoo.errors import ZooError
 
 
@@ -124,7 +124,7 @@ def test_a_bad_imagefolder_option_is_refused(tmp_path: Path) -> None:
 
 
 def test_checkpoints_naming_the_old_home_still_resolve() -> None:
-    from datamodules import vision
+    from zoo.datamodules import vision
 
     assert vision.ImageFolder is ImageFolder  # datamodules.vision.ImageFolder, as older checkpoints store it
 

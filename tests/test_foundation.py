@@ -19,7 +19,7 @@ def test_train_config_composes_with_defaults() -> None:
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
         cfg = compose(config_name="train")
     assert cfg.model.name == "lenet5"
-    assert cfg.data._target_ == "datamodules.vision.MNISTTiny"
+    assert cfg.data._target_ == "zoo.datamodules.vision.MNISTTiny"
     assert cfg.optimizer._partial_ and cfg.scheduler._partial_
     assert cfg.callbacks.model_checkpoint.monitor == cfg.optimized_metric == "val/acc"
     assert "num_classes" not in cfg.model  # classes come from the data, never from a second key

@@ -50,7 +50,7 @@ def test_lr_find_suggests_a_rate_plots_it_restores_the_weights_and_trains_with_i
     assert m2 and float(m2.group(1)) == pytest.approx(lr, rel=1e-3)  # same seed, same search
     assert int(m2.group(2)) >= NUM_STEPS - 1  # 63 batches an epoch: max_epochs=1 did not cut the search short
     ckpt = torch.load(tmp_path / "fit" / "checkpoints" / "last.ckpt", weights_only=True)
-    used = ckpt["hyper_parameters"]["optimizer"]["lr"]
+    used = ckpt["hyper_parameters"]["optimizer"]["options"]["lr"]  # the record names what training used
     assert f"{used:.3g}" == m2.group(1)
     first_lr = min(read_scalars(tmp_path / "fit" / "tensorboard", "train/lr")["train/lr"])[1]
     assert first_lr == pytest.approx(used, rel=1e-6)  # the optimizer's rate at step 0 is the suggestion

@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 from torch import nn
-from zoo.tasks import LanguageModelTask
 
 import zoo
 from zoo.errors import ZooError
 from zoo.models.transformer import TransformerNet, sinusoidal_positions
+from zoo.training.tasks import LanguageModelTask
 
 SMALL = {"d_model": 16, "num_heads": 2, "num_layers": 2, "dropout": 0.0}
 

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import average_precision_score, f1_score
 
-from datamodules.digit_tasks import BinaryDigits, ImbalancedDigits, MultiDigits
-from datamodules.vision import MNISTTiny
+from zoo.datamodules.digit_tasks import BinaryDigits, ImbalancedDigits, MultiDigits
+from zoo.datamodules.vision import MNISTTiny
 from zoo.errors import ZooError
 from zoo.training.multilabel import MultiLabelTask, multilabel_metrics
 from zoo.training.tasks import task_class

@@ -153,13 +153,13 @@ def test_gpu_bf16_channels_last_run(tmp_path: Path) -> None:
 
 @needs_cuda
 def test_device_side_pipeline_batches_live_on_the_gpu() -> None:
-    from datamodules.vision import MNISTTiny
+    from zoo.datamodules.vision import MNISTTiny
 
     dm = MNISTTiny(batch_size=256)
     dm.setup()
     split = dm.splits["train"].to(torch.device("cuda"))
     assert split.x.dtype == torch.uint8 and split.x.is_cuda
-    from datamodules.base import TensorBatches
+    from zoo.datamodules.base import TensorBatches
 
     x, y = next(iter(TensorBatches(split, 256, dm.train_transform(), shuffle=True)))
     assert x.is_cuda and y.is_cuda and x.dtype == torch.float32 and x.shape == (256, 1, 28, 28)

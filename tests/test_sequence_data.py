@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from datamodules.sequence import DEFAULT_TEXT, Adding, CharText, Copy, SeqMNIST, adding_problem, copy_task
-from datamodules.vision import load_mnist_5k
 from tests.conftest import run_script
+from zoo.datamodules.sequence import DEFAULT_TEXT, Adding, CharText, Copy, SeqMNIST, adding_problem, copy_task
+from zoo.datamodules.vision import load_mnist_5k
 from zoo.errors import ZooError
 from zoo.training.tasks import LanguageModelTask, SequenceRegressionTask
 

@@ -14,10 +14,10 @@ import pytest
 import torch
 from fake_data import write_cifar10, write_cifar100, write_imagefolder, write_mnist, write_svhn
 
-from datamodules.base import DataModule, hold_out
-from datamodules.folder import ImageFolder
-from datamodules.sequence import Adding, CharText, Copy, SeqMNIST
-from datamodules.vision import CIFAR10, CIFAR100, KMNIST, MNIST, SVHN, Digits, FashionMNIST, MNISTTiny
+from zoo.datamodules.base import DataModule, hold_out
+from zoo.datamodules.folder import ImageFolder
+from zoo.datamodules.sequence import Adding, CharText, Copy, SeqMNIST
+from zoo.datamodules.vision import CIFAR10, CIFAR100, KMNIST, MNIST, SVHN, Digits, FashionMNIST, MNISTTiny
 from zoo.errors import ZooError
 
 

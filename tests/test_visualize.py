@@ -192,7 +192,7 @@ def _events(run_dir: Path) -> set[str]:
 def test_every_kind_writes_a_png_and_a_tensorboard_image(tmp_path: Path) -> None:
     from PIL import Image
 
-    from datamodules.vision import load_mnist_5k
+    from zoo.datamodules.vision import load_mnist_5k
 
     ckpt = write_checkpoint(tmp_path / "lenet.ckpt")
     x, _ = load_mnist_5k()

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from datamodules.base import InMemoryDataModule, Split
-from datamodules.sequence import Adding
-from datamodules.vision import MNISTTiny
-from datamodules.whiten import apply_whitening, fit_whitening
+from zoo.datamodules.base import InMemoryDataModule, Split
+from zoo.datamodules.sequence import Adding
+from zoo.datamodules.vision import MNISTTiny
+from zoo.datamodules.whiten import apply_whitening, fit_whitening
 from zoo.errors import ZooError
 
 

@@ -18,8 +18,8 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from datamodules.whiten import preprocess
 from zoo.checkpoint import Record, load_record
+from zoo.datamodules.whiten import preprocess
 from zoo.errors import ZooError
 from zoo.training.callbacks.resume_state import saved_val_metrics
 from zoo.weights import state_dict_of

@@ -10,6 +10,7 @@ suggests the rate where the loss falls fastest. Its ``update_attr`` looks for ``
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -57,4 +58,10 @@ def find_lr(cfg: DictConfig, trainer: pl.Trainer, task: pl.LightningModule, dm: 
     task.hparams.optimizer["lr"] = lr
     with open_dict(cfg):
         cfg.optimizer.lr = lr
+    record = getattr(task, "record", None)
+    if record is not None and record.optimizer is not None:  # what the checkpoints will say training used
+        from zoo.checkpoint import Choice
+
+        chosen = Choice(record.optimizer.name, {**record.optimizer.options, "lr": lr})
+        task.record = dataclasses.replace(record, optimizer=chosen)
     return lr

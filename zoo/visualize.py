@@ -39,8 +39,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from datamodules.augment import denormalize
 from zoo.checkpoint import Facts, Record, load_record
+from zoo.datamodules.augment import denormalize
 from zoo.errors import ZooError
 
 KINDS = ("filters", "features", "gradcam", "deconv", "saliency")

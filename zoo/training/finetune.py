@@ -1,7 +1,7 @@
 """Fine-tuning: start from pretrained weights, swap the classifier for new classes, freeze or slow the backbone.
 
 Which parameters are "the classifier" is found without a per-model list, the one way zoo has:
-``zoo.optim.classifier_parameter_names`` (the parameters ``reset_classifier`` replaces), on the network built
+``zoo.training.optim.classifier_parameter_names`` (the parameters ``reset_classifier`` replaces), on the network built
 once on the meta device (no memory, no init).
 """
 
@@ -20,8 +20,8 @@ from zoo.weights import convert_state_dict, load_file, mismatch_message, state_d
 def classifier_keys(model_cfg: dict[str, Any], num_classes: int, in_channels: int,
                     image_size: int | None = None) -> set[str]:
     """State-dict keys of the classifier: those ``reset_classifier`` replaces (the output layers)."""
-    from zoo.optim import classifier_parameter_names
     from zoo.registry import build_network
+    from zoo.training.optim import classifier_parameter_names
 
     with torch.device("meta"):
         net = build_network(model_cfg, num_classes, in_channels, image_size)

@@ -43,7 +43,7 @@ def classifier_parameter_names(model: nn.Module) -> set[str]:
     Every zoo model has ``reset_classifier(n)``; calling it on two copies with different class counts and
     seeing which parameters differ in shape names the head without a per-family list of attribute names.
     The copies are shells on the meta device (every tensor replaced by a meta tensor of its shape), so no
-    weight is copied. The one way zoo finds a classifier: fine-tuning (``zoo.finetune``) uses it too.
+    weight is copied. The one way zoo finds a classifier: fine-tuning (``zoo.training.finetune``) uses it too.
     """
     if not hasattr(model, "reset_classifier"):
         raise ZooError(f"{type(model).__name__} has no reset_classifier(); backbone_lr_scale needs one")

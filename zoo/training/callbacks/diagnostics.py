@@ -19,7 +19,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.trainer.states import TrainerFn
 from torch import nn
 
-from datamodules.augment import denormalize
+from zoo.datamodules.augment import denormalize
 from zoo.errors import ZooError
 from zoo.training.callbacks.figures import class_name, confusion_figure, per_class_figure, wrong_figure
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from datamodules.augment import denormalize
+from zoo.datamodules.augment import denormalize
 from zoo.extras import require
 
 
