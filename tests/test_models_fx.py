@@ -16,8 +16,8 @@ import zoo
 from zoo.errors import ZooError
 from zoo.registry import entry
 
-CNNS = [n for n in zoo.list_models()  # the attention networks (vit, swin) are not CNNs: their position codes branch on the size
-        if entry(n).kind == "image" and entry(n).family not in ("mlp", "vit", "swin")]
+# the attention networks (vit, swin) are not CNNs: their position codes branch on the input size
+CNNS = [n for n in zoo.list_models() if entry(n).kind == "image" and entry(n).family not in ("mlp", "vit", "swin")]
 # Thousands of graph nodes: create_feature_extractor's graph pruning takes minutes on them (111 s for
 # resnet1202), plain symbolic tracing a second; their blocks are the ones resnet110 / preact_resnet164 trace.
 DEEP = {"resnet1202", "preact_resnet1001"}
