@@ -117,6 +117,39 @@ def check_config(cfg: Any) -> None:
             _whole(scheduler[key], f"scheduler.{key}", 0 if key.startswith("warmup") or key == "patience" else 1)
 
 
+def _number(value: Any, name: str, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+        raise ZooError(f"{name} must be a number >= 0 ({what}); got {value!r}")
+
+
+def check_eval_config(cfg: Any) -> None:
+    """eval.py's values a user can get wrong, caught on the composed config before torch loads."""
+    _whole(cfg.get("topk"), "topk", 1)
+    _number(cfg.get("temperature"), "temperature", "0 always takes the likeliest character")
+    _whole(cfg.get("sample_length"), "sample_length", 0)
+
+
+# Keys whose values are paths: any file name must work, also one Hydra's override grammar cannot read unquoted.
+PATH_KEYS = ("ckpt_path", "predict", "data_dir", "data.data_dir", "visualize.image", "pretrained")
+_UNQUOTED_OK = re.compile(r"^[\w\s/\\+.%*@?|-]*$", re.ASCII)
+
+
+def quote_paths(argv: list[str]) -> list[str]:
+    """``predict=/photos/été (2).png`` as ``predict='/photos/été (2).png'``: a path with non-ASCII letters or
+    brackets is quoted for Hydra (which reads it unquoted only in ASCII, without brackets); lists, sweeps,
+    interpolations and values already quoted are left as they are."""
+    out = []
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        if (eq and key.lstrip("+") in PATH_KEYS and value and value[0] not in "[\"'" and "${" not in value
+                and not _UNQUOTED_OK.match(value)):
+            quote = "'" if "'" not in value else '"'
+            if quote not in value:
+                arg = f"{key}={quote}{value}{quote}"
+        out.append(arg)
+    return out
+
+
 def check_run_dir(argv: list[str]) -> None:
     """``hydra.run.dir=`` / ``hydra.sweep.dir=`` must be a directory that can be made (not a file, not /proc)."""
     for arg in argv:
@@ -229,9 +262,12 @@ def main(hydra_main: Callable[[], Any], resume: bool = False, config_name: str =
             argv = resume_overrides(argv)
             check_overrides(argv)  # the run directory's group choices are checked like the command line's
         check_run_dir(argv)
+        argv = quote_paths(argv)
         cfg = compose_check(config_name, argv)
         if cfg is not None and config_name == "train":
             check_config(cfg)
+        if cfg is not None and config_name == "eval":
+            check_eval_config(cfg)
         run_dir = next((a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")), None)
         if resume and run_dir and cfg is not None:
             from zoo.rundir import check_free

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,8 @@ def image_files(target: str | Path) -> list[Path]:
         raise ZooError(f"predict={target}: no such file or folder")
     if p.is_file():
         return [p]
+    if not p.is_dir():
+        raise ZooError(f"predict={target}: not a regular file or a folder (a device or a pipe has no image to read)")
     files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ZooError(f"predict={target}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in that folder")
@@ -51,13 +54,29 @@ def load_image(path: Path, facts: Any) -> torch.Tensor:
 
     channels, height, width = facts.input_shape[-3:]
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():  # PIL warns of a large image; the check below refuses it in one line
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)  # lazy: the header is read, the pixels are not yet decoded
+        with im:
+            if im.width * im.height > (Image.MAX_IMAGE_PIXELS or float("inf")):
+                raise ZooError(f"predict: {path} is {im.width}x{im.height} pixels, more than the "
+                               f"{Image.MAX_IMAGE_PIXELS} this decodes (resize it first)")
             im = im.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
             x = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
+    except Image.DecompressionBombError as e:  # the header says far more pixels than MAX_IMAGE_PIXELS
+        raise ZooError(f"predict: {path} is too large to decode ({e})") from None
     except (UnidentifiedImageError, OSError) as e:
         raise ZooError(f"predict: {path} is not a readable image ({e.__class__.__name__})") from e
     x = x.view(height, width, -1).permute(2, 0, 1).float().div(255)  # C x H x W in [0, 1]
     return preprocess(x, facts.to_dict())  # normalised (and whitened) as training fed its data
+
+
+def csv_cell(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``: a file or class name chosen by
+    whoever made the data) with a leading ``'``, so it is shown as text; numbers are left as numbers."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
 
 
 def network(ckpt: dict[str, Any], record: Record) -> torch.nn.Module:
@@ -96,10 +115,10 @@ def predict(ckpt_path: str, target: str, topk: int, run_dir: Path) -> list[dict[
                 shown = ", ".join(f"{names[c]} {pr:.4f}" for c, pr in zip(ii, pi))
                 print(f"{f}: {shown}", flush=True)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / "predictions.csv", "w", newline="") as fh:
+    with open(run_dir / "predictions.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)
     print(f"predictions: {run_dir / 'predictions.csv'}", flush=True)
     return rows
 
