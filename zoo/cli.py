@@ -273,6 +273,10 @@ def main(hydra_main: Callable[[], Any], resume: bool = False, config_name: str =
             from zoo.rundir import check_free
 
             check_free(run_dir)  # before Hydra writes RUN/.hydra over a live run's config
+        if resume and cfg is not None and cfg.get("ckpt_path"):
+            from zoo.run import check_resume  # torch loads here, for a resume only
+
+            check_resume(cfg, str(cfg.ckpt_path))  # a refused resume leaves RUN's .hydra and status.json alone
     except ZooError as e:
         fail(str(e))
     sys.argv[1:] = argv
