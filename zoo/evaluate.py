@@ -26,7 +26,7 @@ from zoo.training.callbacks.resume_state import saved_val_metrics
 from zoo.weights import state_dict_of
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-ENSEMBLES = ("mean", "vote", "weighted")
+ENSEMBLES = ("mean", "vote", "weighted", "stacking")
 
 
 def _device() -> torch.device:
@@ -123,12 +123,68 @@ def predict(ckpt_path: str, target: str, topk: int, run_dir: Path) -> list[dict[
     return rows
 
 
-def combine(probs: torch.Tensor, mode: str, weights: torch.Tensor | None = None) -> torch.Tensor:
+class Stacking:
+    """A stacked ensemble (Wolpert 1992): multinomial logistic regression on the members' probabilities.
+
+    The meta-classifier sees each sample as the members' class probabilities side by side (members x classes
+    features) and learns how far to trust each member for each class. It is fitted on the validation split,
+    which the members did not train on, so it learns how they generalise rather than how they memorised;
+    LBFGS on the cross-entropy plus a little L2 (``l2 * |W|^2``), which keeps the weights finite when a member
+    separates the classes perfectly.
+    """
+
+    def __init__(self, l2: float = 1e-3, max_iter: int = 200) -> None:
+        self.l2, self.max_iter = l2, max_iter
+        self.weight: torch.Tensor | None = None  # (members * classes) x classes
+        self.bias: torch.Tensor | None = None  # classes
+
+    @staticmethod
+    def features(probs: torch.Tensor) -> torch.Tensor:
+        """members x N x classes -> N x (members * classes): member 0's classes, then member 1's, ..."""
+        return probs.permute(1, 0, 2).reshape(probs.shape[1], -1).double()
+
+    def fit(self, probs: torch.Tensor, labels: torch.Tensor) -> Stacking:
+        x, y = self.features(probs), labels.long()
+        classes = probs.shape[2]
+        w = torch.zeros(x.shape[1], classes, dtype=torch.float64, requires_grad=True)
+        b = torch.zeros(classes, dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=self.max_iter, tolerance_grad=1e-9,
+                                tolerance_change=1e-12, line_search_fn="strong_wolfe")
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(x @ w + b, y) + self.l2 * w.pow(2).sum()
+            loss.backward()
+            return loss
+
+        with torch.enable_grad():
+            opt.step(closure)
+        self.weight, self.bias = w.detach(), b.detach()
+        return self
+
+    def member_weights(self) -> torch.Tensor:
+        """How much each member's probabilities move the decision: the norm of its block of weights."""
+        assert self.weight is not None, "fit first"
+        classes = self.weight.shape[1]
+        return self.weight.view(-1, classes, classes).flatten(1).norm(dim=1)
+
+    def predict(self, probs: torch.Tensor) -> torch.Tensor:
+        assert self.weight is not None and self.bias is not None, "fit first"
+        return (self.features(probs) @ self.weight + self.bias).argmax(1)
+
+
+def combine(probs: torch.Tensor, mode: str, weights: torch.Tensor | None = None,
+            stacker: Stacking | None = None) -> torch.Tensor:
     """Class predictions of an ensemble from member probabilities ``probs`` (members x N x classes).
 
     ``mean`` averages the softmax outputs; ``weighted`` averages them with ``weights``; ``vote`` takes
-    the most common top-1 class, ties going to the class with the higher mean probability.
+    the most common top-1 class, ties going to the class with the higher mean probability; ``stacking``
+    asks a fitted :class:`Stacking` meta-classifier.
     """
+    if mode == "stacking":
+        if stacker is None:
+            raise ZooError("ensemble=stacking needs its meta-classifier fitted on the validation split")
+        return stacker.predict(probs)
     if mode == "mean":
         return probs.mean(0).argmax(1)
     if mode == "weighted":
@@ -169,30 +225,52 @@ def evaluate_ensemble(paths: list[str], mode: str, run_dir: Path, data_dir: str 
     dm = first.datamodule(data_dir)
     device = _device()
     nets = [net.to(device) for net in nets]
-    member_probs: list[list[torch.Tensor]] = [[] for _ in nets]
-    labels = []
-    with torch.no_grad():
-        for x, y in dm.test_dataloader():
-            x = x.to(device)
-            for i, net in enumerate(nets):
-                member_probs[i].append(net(x).float().softmax(1).cpu())
-            labels.append(y.cpu())
-    y = torch.cat(labels)
-    probs = torch.stack([torch.cat(p) for p in member_probs])  # members x N x classes
+    probs, y = member_probabilities(nets, dm.test_dataloader(), device)  # members x N x classes, N
     members = []
     for p, pr, r in zip(paths, probs, records):
         members.append({"checkpoint": str(Path(p).resolve()), "model": r.model,
                         "test/acc": (pr.argmax(1) == y).float().mean().item()})
-    ens_acc = (combine(probs, mode, weights) == y).float().mean().item()
+    stacker, others = None, {}
+    if mode == "stacking":  # fitted on the validation split; the other rules beside it, on the same test split
+        val_loader = dm.val_dataloader() if hasattr(dm, "val_dataloader") else None
+        val_probs, val_y = member_probabilities(nets, val_loader if val_loader is not None else [], device)
+        if len(val_y) == 0:
+            raise ZooError(f"ensemble=stacking fits on the validation split; {first.facts.name} has none here")
+        stacker = Stacking().fit(val_probs, val_y)
+        val_acc = (val_probs.argmax(2) == val_y).double().mean(1).float()  # each member's, on this split
+        others = {rule: (combine(probs, rule, val_acc) == y).float().mean().item() for rule in ENSEMBLES[:3]}
+        weights = stacker.member_weights().float()
+    ens_acc = (combine(probs, mode, weights, stacker) == y).float().mean().item()
     metrics: dict[str, Any] = {"ensemble": mode, "members": members, "test/acc": ens_acc}
     if weights is not None:
         metrics["weights"] = (weights / weights.sum()).tolist()
+    if others:
+        metrics["val_samples"] = len(val_y)
+        metrics["compare"] = {f"{rule}/test/acc": acc for rule, acc in others.items()}
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     for m in members:
         print(f"member {m['model']:<12} test/acc={m['test/acc']:.4f}  {m['checkpoint']}", flush=True)
+    for rule, acc in others.items():
+        print(f"ensemble ({rule}, {len(nets)} members) test/acc={acc:.4f}", flush=True)
     print(f"ensemble ({mode}, {len(nets)} members) test/acc={ens_acc:.4f}\nrun directory: {run_dir}", flush=True)
     return metrics
+
+
+def member_probabilities(nets: list[torch.nn.Module], loader: Any, device: torch.device
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each member's softmax over a split (members x N x classes) and the split's labels (N)."""
+    member_probs: list[list[torch.Tensor]] = [[] for _ in nets]
+    labels = []
+    with torch.no_grad():
+        for x, y in loader:
+            x = x.to(device)
+            for i, net in enumerate(nets):
+                member_probs[i].append(net(x).float().softmax(1).cpu())
+            labels.append(y.cpu())
+    if not labels:
+        return torch.empty(len(nets), 0, 0), torch.empty(0, dtype=torch.long)
+    return torch.stack([torch.cat(p) for p in member_probs]), torch.cat(labels)
 
 
 # -- eval.py ---------------------------------------------------------------------------------------------
