@@ -84,16 +84,29 @@ def network(ckpt: dict[str, Any], record: Record) -> torch.nn.Module:
     return record.build_network(state_dict_of(ckpt)).eval()
 
 
+def label_threshold(record: Record) -> float:
+    """A multi-label checkpoint's decision threshold: its loss's ``threshold`` (configs/loss/bce.yaml), which its
+    metrics used in training."""
+    loss = record.config("loss") or {}
+    threshold = loss.get("threshold", 0.5)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        raise ZooError(f"{record.source}: its loss threshold must be a number in [0, 1]; got {str(threshold)[:40]}")
+    return float(threshold)
+
+
 def predict(ckpt_path: str, target: str, topk: int, run_dir: Path) -> list[dict[str, Any]]:
-    """Print the top-k classes with probabilities for each image, and write ``run_dir/predictions.csv``."""
+    """Print the top-k classes with probabilities for each image (a multi-label checkpoint: the labels whose
+    probability passes its threshold), and write ``run_dir/predictions.csv``."""
     ckpt, record = load_record(ckpt_path)
     facts = record.facts
     if facts.task == "language_model":
         raise ZooError(f"{ckpt_path} is a language model: sample text with prompt=TEXT sample_length=N instead")
-    if facts.task != "classification" or len(facts.input_shape) != 3:
+    if facts.task not in ("classification", "multilabel") or len(facts.input_shape) != 3:
         raise ZooError(f"predict= needs an image classifier; {ckpt_path} was trained for {facts.task!r}")
     if len(facts.mean) not in (1, facts.input_shape[0]) or len(facts.std) not in (1, facts.input_shape[0]):
         raise ZooError(f"{ckpt_path}: facts.mean/std do not match its {facts.input_shape[0]} input channels")
+    multilabel = facts.task == "multilabel"
+    threshold = label_threshold(record) if multilabel else None
     files = image_files(target)
     net = network(ckpt, record).to(_device())
     names = list(facts.class_names)
@@ -105,8 +118,16 @@ def predict(ckpt_path: str, target: str, topk: int, run_dir: Path) -> list[dict[
         for start in range(0, len(files), 64):
             chunk = files[start : start + 64]
             x = torch.stack([load_image(f, facts) for f in chunk]).to(_device())
-            probs = net(x).float().softmax(1).cpu()
-            p, idx = probs.topk(k, dim=1)
+            logits = net(x).float()
+            if multilabel:  # one sigmoid per label; a label is present when it passes the threshold
+                for f, pr in zip(chunk, logits.sigmoid().cpu().tolist()):
+                    present = [(n, p) for n, p in zip(names, pr) if p > threshold]
+                    rows.append({"image": str(f), "labels": " ".join(n for n, _ in present),
+                                 **{f"prob_{n}": round(p, 6) for n, p in zip(names, pr)}})
+                    shown = ", ".join(f"{n} {p:.4f}" for n, p in present) or f"no label above {threshold}"
+                    print(f"{f}: {shown}", flush=True)
+                continue
+            p, idx = logits.softmax(1).cpu().topk(k, dim=1)
             for f, pi, ii in zip(chunk, p.tolist(), idx.tolist()):
                 row = {"image": str(f)}
                 for r, (c, pr) in enumerate(zip(ii, pi), start=1):
