@@ -3,8 +3,14 @@ free space, and the checkpoint saved before it stays whole."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import resource
+import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -61,3 +67,32 @@ def test_a_full_disk_is_recognised_behind_torch_save_s_runtime_error(tmp_path: P
         weights.atomic_save({"w": torch.zeros(3)}, tmp_path / "a.pt")
     monkeypatch.undo()
     assert torch.equal(torch.load(tmp_path / "a.pt", weights_only=True)["w"], torch.ones(3))
+
+
+def _limit_file_size(limit: int) -> Callable[[], None]:
+    def preexec() -> None:  # in the child: a write past ``limit`` bytes fails with EFBIG instead of killing it
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+    return preexec
+
+
+@pytest.mark.slow
+def test_train_py_out_of_space_is_one_line_exit_2_and_the_checkpoints_stay(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    first = subprocess.run([sys.executable, "train.py", "model=mlp", "scheduler=step", "trainer.max_epochs=1",
+                            f"hydra.run.dir={run}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    saved = {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()}
+    assert set(saved) == {"best.ckpt", "last.ckpt"} and len(saved["last.ckpt"]) > 200_000
+    # resumed for a second epoch, with files capped below a checkpoint's size: its first save fails
+    proc = subprocess.run([sys.executable, "train.py", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+                           "trainer.max_epochs=2"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+                          preexec_fn=_limit_file_size(200_000))
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert re.fullmatch(rf"error: cannot save {re.escape(str(run / 'checkpoints'))}/(best|last)\.ckpt: File too "
+                        r"large \([\d.]+ [KMGT]?B free on .*\); earlier checkpoints are intact, .*", errors[0])
+    assert {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()} == saved  # whole, no temp files
+    assert json.loads((run / "status.json").read_text())["status"] == "failed"
