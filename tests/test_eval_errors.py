@@ -91,9 +91,9 @@ def test_predict_on_a_path_with_spaces_and_non_ascii_letters_works(tmp_path: Pat
     ckpt = write_checkpoint(folder / "modèle 1.ckpt")
     Image.new("L", (28, 28), 200).save(folder / "çhiffre ü.png")
     proc = run_script("eval.py", f"ckpt_path={ckpt}", f"predict={folder / 'çhiffre ü.png'}", "topk=2",
-                      f"hydra.run.dir={tmp_path / 'run'}", "trainer.accelerator=cpu", timeout=300)
+                      f"hydra.run.dir={folder / 'sortie é'}", "trainer.accelerator=cpu", timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = list(csv.DictReader(open(tmp_path / "run" / "predictions.csv", encoding="utf-8")))
+    rows = list(csv.DictReader(open(folder / "sortie é" / "predictions.csv", encoding="utf-8")))
     assert [r["image"] for r in rows] == [str(folder / "çhiffre ü.png")] and set(rows[0]) >= {"class_1", "prob_2"}
 
 
@@ -160,3 +160,14 @@ def test_the_opset_asked_for_is_the_opset_written(tmp_path: Path) -> None:
     for opset in sorted({low, 20, high}):
         out = export(ckpt, "onnx", tmp_path / f"o{opset}.onnx", str(opset))
         assert [i.version for i in onnx.load(str(out)).opset_import if i.domain in ("", "ai.onnx")] == [opset]
+
+
+@pytest.mark.parametrize("path", ["/tmp/données/été (2).png", "/tmp/a b/x.png", "C:/x~y/a+b@c.png",
+                                  "/tmp/it's/x.png", "/tmp/a,b.png", "/tmp/[x]/y.png", "/tmp/数字/x.png"])
+def test_any_path_reaches_the_config_as_typed(path: str) -> None:
+    from zoo import cli
+
+    argv = cli.quote_paths([f"predict={path}", f"hydra.run.dir={path}.run", "topk=2"])
+    assert argv[2] == "topk=2"  # values that are not paths are Hydra's as they are
+    cfg = cli.compose_check("eval", ["ckpt_path=x.ckpt", *argv], ROOT / "configs")
+    assert cfg.predict == path

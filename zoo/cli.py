@@ -130,7 +130,8 @@ def check_eval_config(cfg: Any) -> None:
 
 
 # Keys whose values are paths: any file name must work, also one Hydra's override grammar cannot read unquoted.
-PATH_KEYS = ("ckpt_path", "predict", "data_dir", "data.data_dir", "visualize.image", "pretrained")
+PATH_KEYS = ("ckpt_path", "predict", "data_dir", "data.data_dir", "visualize.image", "pretrained", "hydra.run.dir",
+             "hydra.sweep.dir", "paths.log_dir", "paths.data_dir")
 _UNQUOTED_OK = re.compile(r"^[\w\s/\\+.%*@?|-]*$", re.ASCII)
 
 
@@ -262,13 +263,13 @@ def main(hydra_main: Callable[[], Any], resume: bool = False, config_name: str =
             argv = resume_overrides(argv)
             check_overrides(argv)  # the run directory's group choices are checked like the command line's
         check_run_dir(argv)
+        run_dir = next((a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")), None)
         argv = quote_paths(argv)
         cfg = compose_check(config_name, argv)
         if cfg is not None and config_name == "train":
             check_config(cfg)
         if cfg is not None and config_name == "eval":
             check_eval_config(cfg)
-        run_dir = next((a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")), None)
         if resume and run_dir and cfg is not None:
             from zoo.rundir import check_free
 
