@@ -181,9 +181,25 @@ def compose_check(config_name: str, argv: list[str], config_dir: Path = CONFIG_D
     overrides = [a for a in argv if not a.startswith("-")]
     try:
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-            return compose(config_name=config_name, overrides=overrides)
+            try:
+                return compose(config_name=config_name, overrides=overrides)
+            except HydraException as e:
+                if "requires --multirun" not in str(e) or not _config_sweeps(config_name, overrides):
+                    raise
+                return None  # a config that is a sweep itself (hparams_search=...): its trials are Hydra's
     except (HydraException, OmegaConfBaseException) as e:
         raise ZooError(_first_lines(e)) from e
+
+
+def _config_sweeps(config_name: str, overrides: list[str]) -> bool:
+    """Whether the config chosen without the sweep overrides sets ``hydra.mode: MULTIRUN`` (hparams_search=optuna
+    does), so ``choice(...)`` on its command line needs no ``-m``."""
+    from hydra import compose
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    plain = [o.input_line for o in OverridesParser.create().parse_overrides(overrides) if not o.is_sweep_override()]
+    cfg = compose(config_name=config_name, overrides=plain, return_hydra_config=True)
+    return str(cfg.hydra.get("mode")) in ("MULTIRUN", "RunMode.MULTIRUN")
 
 
 def _override_key(arg: str) -> str:
