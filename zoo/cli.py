@@ -117,6 +117,40 @@ def check_config(cfg: Any) -> None:
             _whole(scheduler[key], f"scheduler.{key}", 0 if key.startswith("warmup") or key == "patience" else 1)
 
 
+def _number(value: Any, name: str, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+        raise ZooError(f"{name} must be a number >= 0 ({what}); got {value!r}")
+
+
+def check_eval_config(cfg: Any) -> None:
+    """eval.py's values a user can get wrong, caught on the composed config before torch loads."""
+    _whole(cfg.get("topk"), "topk", 1)
+    _number(cfg.get("temperature"), "temperature", "0 always takes the likeliest character")
+    _whole(cfg.get("sample_length"), "sample_length", 0)
+
+
+# Keys whose values are paths: any file name must work, also one Hydra's override grammar cannot read unquoted.
+PATH_KEYS = ("ckpt_path", "predict", "data_dir", "data.data_dir", "visualize.image", "pretrained", "hydra.run.dir",
+             "hydra.sweep.dir", "paths.log_dir", "paths.data_dir")
+_UNQUOTED_OK = re.compile(r"^[\w\s/\\+.%*@?|-]*$", re.ASCII)
+
+
+def quote_paths(argv: list[str]) -> list[str]:
+    """``predict=/photos/été (2).png`` as ``predict='/photos/été (2).png'``: a path with non-ASCII letters or
+    brackets is quoted for Hydra (which reads it unquoted only in ASCII, without brackets); lists, sweeps,
+    interpolations and values already quoted are left as they are."""
+    out = []
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        if (eq and key.lstrip("+") in PATH_KEYS and value and value[0] not in "[\"'" and "${" not in value
+                and not _UNQUOTED_OK.match(value)):
+            quote = "'" if "'" not in value else '"'
+            if quote not in value:
+                arg = f"{key}={quote}{value}{quote}"
+        out.append(arg)
+    return out
+
+
 def check_run_dir(argv: list[str]) -> None:
     """``hydra.run.dir=`` / ``hydra.sweep.dir=`` must be a directory that can be made (not a file, not /proc)."""
     for arg in argv:
@@ -147,9 +181,25 @@ def compose_check(config_name: str, argv: list[str], config_dir: Path = CONFIG_D
     overrides = [a for a in argv if not a.startswith("-")]
     try:
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-            return compose(config_name=config_name, overrides=overrides)
+            try:
+                return compose(config_name=config_name, overrides=overrides)
+            except HydraException as e:
+                if "requires --multirun" not in str(e) or not _config_sweeps(config_name, overrides):
+                    raise
+                return None  # a config that is a sweep itself (hparams_search=...): its trials are Hydra's
     except (HydraException, OmegaConfBaseException) as e:
         raise ZooError(_first_lines(e)) from e
+
+
+def _config_sweeps(config_name: str, overrides: list[str]) -> bool:
+    """Whether the config chosen without the sweep overrides sets ``hydra.mode: MULTIRUN`` (hparams_search=optuna
+    does), so ``choice(...)`` on its command line needs no ``-m``."""
+    from hydra import compose
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    plain = [o.input_line for o in OverridesParser.create().parse_overrides(overrides) if not o.is_sweep_override()]
+    cfg = compose(config_name=config_name, overrides=plain, return_hydra_config=True)
+    return str(cfg.hydra.get("mode")) in ("MULTIRUN", "RunMode.MULTIRUN")
 
 
 def _override_key(arg: str) -> str:
@@ -229,14 +279,21 @@ def main(hydra_main: Callable[[], Any], resume: bool = False, config_name: str =
             argv = resume_overrides(argv)
             check_overrides(argv)  # the run directory's group choices are checked like the command line's
         check_run_dir(argv)
+        run_dir = next((a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")), None)
+        argv = quote_paths(argv)
         cfg = compose_check(config_name, argv)
         if cfg is not None and config_name == "train":
             check_config(cfg)
-        run_dir = next((a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")), None)
+        if cfg is not None and config_name == "eval":
+            check_eval_config(cfg)
         if resume and run_dir and cfg is not None:
             from zoo.rundir import check_free
 
             check_free(run_dir)  # before Hydra writes RUN/.hydra over a live run's config
+        if resume and cfg is not None and cfg.get("ckpt_path"):
+            from zoo.run import check_resume  # torch loads here, for a resume only
+
+            check_resume(cfg, str(cfg.ckpt_path))  # a refused resume leaves RUN's .hydra and status.json alone
     except ZooError as e:
         fail(str(e))
     sys.argv[1:] = argv

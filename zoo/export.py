@@ -6,12 +6,13 @@ TorchScript files take any batch size; ``.safetensors`` holds the weights only (
 execute), with the model name and sizes in its metadata.
 
 Options: ``output=FILE`` (default: next to the checkpoint, its name with the format's suffix),
-``opset=N`` for ONNX.
+``opset=N`` for ONNX (18 to the newest opset the installed onnx knows; anything else is refused).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -23,6 +24,42 @@ from zoo.checkpoint import Record
 from zoo.errors import ZooError
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
+# The dynamo exporter writes opset 18 and up; asked for less, its down-conversion fails and it writes 18 anyway.
+MIN_OPSET = 18
+
+
+def opset_range() -> tuple[int, int]:
+    """The ONNX opsets an export can be asked for: from the exporter's lowest to the newest the onnx package knows."""
+    import onnx
+
+    return MIN_OPSET, int(onnx.defs.onnx_opset_version())
+
+
+def check_opset(opset: object) -> int | None:
+    """``opset=N`` as a whole number in :func:`opset_range`, or None (the exporter's default)."""
+    if opset is None:
+        return None
+    low, high = opset_range()
+    try:
+        value = int(str(opset), 10)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise ZooError(f"opset={opset}: supported ONNX opsets are {low} to {high}")
+    return value
+
+
+def writable_output(out: Path, option: str) -> Path:
+    """The output file's folder made (or found) and writable, before any work is spent on the export."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ZooError(f"{option}={out}: cannot make the folder {out.parent} ({e.strerror})") from None
+    if out.is_dir():
+        raise ZooError(f"{option}={out} is a folder; name the file to write")
+    if not os.access(out.parent, os.W_OK):
+        raise ZooError(f"{option}={out}: the folder {out.parent} is not writable")
+    return out
 
 
 def example_input(record: Record, batch: int = 2) -> torch.Tensor:
@@ -56,6 +93,14 @@ def export_onnx(net: nn.Module, x: torch.Tensor, path: Path, opset: int | None =
                                     dynamic_shapes=({0: batch},), opset_version=opset, external_data=False,
                                     verbose=False)
     program.save(str(path), external_data=False)
+    import onnx
+
+    written = next((i.version for i in onnx.load(str(path), load_external_data=False).opset_import
+                    if i.domain in ("", "ai.onnx")), None)
+    if opset is not None and written != opset:  # the exporter falls back silently: never report a file as asked
+        path.unlink(missing_ok=True)
+        raise ZooError(f"opset={opset}: the exporter wrote opset {written} instead; "
+                       f"supported ONNX opsets are {' to '.join(map(str, opset_range()))}")
     return path
 
 
@@ -77,17 +122,21 @@ def export_safetensors(net: nn.Module, record: Record, path: Path) -> Path:
     return path
 
 
-def export(ckpt_path: str | Path, fmt: str, output: str | Path | None = None, opset: int | None = None) -> Path:
+def export(ckpt_path: str | Path, fmt: str, output: str | Path | None = None,
+           opset: int | str | None = None) -> Path:
     """Write the checkpoint's network in ``fmt``; return the file written."""
     from zoo.checkpoint import load_record
     from zoo.evaluate import network
 
     if fmt not in FORMATS:
         raise ZooError(f"format={fmt!r}: valid: {', '.join(FORMATS)}")
+    if opset is not None and fmt != "onnx":
+        raise ZooError(f"opset= is for format=onnx; format={fmt} has no opset")
+    opset = check_opset(opset) if fmt == "onnx" else None
+    out = writable_output(Path(output) if output else Path(ckpt_path).with_suffix(FORMATS[fmt]),
+                          "output" if output else "ckpt_path")
     ckpt, record = load_record(ckpt_path)
     net = network(ckpt, record).float().eval()
-    out = Path(output) if output else Path(ckpt_path).with_suffix(FORMATS[fmt])
-    out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "safetensors":
         return export_safetensors(net, record, out)
     x = _tokens_or_features(net, record)
@@ -106,7 +155,8 @@ def _parse(argv: list[str]) -> dict[str, str]:
             raise ZooError(f"unknown option {k!r}; valid: ckpt_path, format, output, opset")
         args[k] = v
     if "ckpt_path" not in args:
-        raise ZooError("usage: python -m zoo.export ckpt_path=PATH format=onnx|torchscript|safetensors [output=FILE]")
+        raise ZooError("usage: python -m zoo.export ckpt_path=PATH format=onnx|torchscript|safetensors [output=FILE] "
+                       "[opset=N]")
     return args
 
 
@@ -115,8 +165,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with user_errors():
         args = _parse(sys.argv[1:] if argv is None else argv)
-        out = export(args["ckpt_path"], args.get("format", "onnx"), args.get("output"),
-                     int(args["opset"]) if "opset" in args else None)
+        out = export(args["ckpt_path"], args.get("format", "onnx"), args.get("output"), args.get("opset"))
         print(f"wrote {out}")
     return 0
 

@@ -182,9 +182,10 @@ def train(cfg: DictConfig) -> float | None:
 
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path:
-        _check_resume(cfg, ckpt_path)
+        check_resume(cfg, ckpt_path)
     dm = instantiate(cfg.data)
     dm.setup()
+    check_optimized_metric(cfg, dm.task, dm.facts())
     task = build_task(cfg, dm)
     if not cfg.model.get("pretrained"):  # init=: a scheme for the fresh network; pretrained weights win
         init_weights(task.net, _container(cfg.get("init")))
@@ -229,12 +230,58 @@ def train(cfg: DictConfig) -> float | None:
     return None if value is None or math.isnan(value) else value
 
 
-def _check_resume(cfg: DictConfig, ckpt_path: str) -> None:
-    """Fail in one line, before anything is built, if ``ckpt_path`` is unreadable, not data, or for another model."""
-    _, record = load_record(ckpt_path)
+def check_optimized_metric(cfg: DictConfig, kind: str, facts: dict[str, Any]) -> None:
+    """``optimized_metric`` (what checkpoints, early stopping and sweeps watch) must be a metric the task logs:
+    caught before training, not when the first validation ends without it."""
+    metric = cfg.get("optimized_metric")
+    cls = task_class(kind)
+    if metric is None or not hasattr(cls, "metric_names"):
+        return
+    names = cls.metric_names(facts)
+    if metric not in names:
+        raise ZooError(f"optimized_metric={metric}: {kind} training does not log it; it logs {', '.join(names)}")
+
+
+def check_resume(cfg: DictConfig, ckpt_path: str) -> None:
+    """Fail in one line, before anything is built, if ``ckpt_path`` is unreadable, not data, for another model, or
+    its schedule ends before ``trainer.max_epochs`` (train.py runs this before Hydra writes into the run)."""
+    ckpt, record = load_record(ckpt_path)
     saved, asked = record.model, cfg.model.get("name")
     if saved != asked:
         raise ZooError(f"ckpt_path={ckpt_path} holds a {saved!r} model, but model={asked!r} was asked to resume it")
+    _check_schedule_length(cfg, ckpt_path, ckpt, record)
+
+
+def _check_schedule_length(cfg: DictConfig, ckpt_path: str, ckpt: dict[str, Any], record: Record) -> None:
+    """A resume with ``trainer.max_epochs`` past the end of the checkpoint's schedule (cosine's ``T_max``,
+    polynomial's ``total_iters``, one-cycle's ``total_steps``) is refused: the scheduler state restored from
+    the checkpoint keeps its old length, so the extra epochs would train at the schedule's final learning rate
+    (0 for cosine and polynomial; one-cycle fails mid-epoch)."""
+    from zoo.training.optim import _LENGTH_ARGS
+
+    sched_cfg = record.config("scheduler") if record.scheduler is not None else None
+    states = ckpt.get("lr_schedulers")
+    max_epochs = cfg.trainer.get("max_epochs")
+    if not sched_cfg or not isinstance(states, list) or not states or not isinstance(states[0], dict):
+        return
+    key = _LENGTH_ARGS.get(str(sched_cfg.get("_target_", "")).rsplit(".", 1)[-1])
+    length = states[0].get(key) if key else None
+    if not isinstance(length, int) or isinstance(max_epochs, bool) or not isinstance(max_epochs, int):
+        return
+    done = ckpt.get("epoch", 0) + 1  # last.ckpt is saved at the end of its epoch
+    progress = ((ckpt.get("loops") or {}).get("fit_loop") or {}).get("epoch_progress") or {}
+    done = int((progress.get("current") or {}).get("processed", done)) or done
+    per_step = sched_cfg.get("interval") == "step" or key == "total_steps"
+    steps_per_epoch = max(1, round(int(ckpt.get("global_step", 0)) / max(1, done)))
+    planned = max_epochs * steps_per_epoch if per_step else max_epochs
+    if planned <= length:
+        return
+    end = length // steps_per_epoch if per_step else length
+    span = f"{length} optimizer steps (epoch {end})" if per_step else f"{length} epochs"
+    raise ZooError(f"ckpt_path={ckpt_path}: its {record.scheduler.name} schedule has ended after {span}, "
+                   f"{key}={length}; trainer.max_epochs={max_epochs} would train on at its final learning rate. "
+                   f"Resume with trainer.max_epochs<={end}, or start a new run from these weights with its own "
+                   f"schedule: model.pretrained={ckpt_path} trainer.max_epochs={max_epochs} (and no ckpt_path)")
 
 
 def _prepare_finetune(cfg: DictConfig, task: pl.LightningModule, resuming: bool) -> None:

@@ -16,8 +16,10 @@ previous checkpoint readable.
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -26,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, causes
 from zoo.registry import create_model, entry, list_models
 
 StateDict = dict[str, torch.Tensor]
@@ -166,6 +168,27 @@ def remove_leftovers(directory: str | Path, name: str = "*.ckpt") -> list[Path]:
     return removed
 
 
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _disk_full(exc: BaseException) -> OSError | None:
+    """The out-of-space OSError behind ``exc`` (torch.save wraps its writer's OSError in a RuntimeError)."""
+    return next((e for e in causes(exc) if isinstance(e, OSError) and e.errno in DISK_FULL), None)
+
+
+def _free_space(folder: Path) -> str:
+    """``shutil.disk_usage``'s free bytes, readable (what the one-line error of a full disk reports)."""
+    try:
+        free = float(shutil.disk_usage(folder).free)
+    except OSError:
+        return "unknown space"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if free < 1024 or unit == "TB":
+            return f"{free:.0f} {unit}" if unit == "B" else f"{free:.1f} {unit}"
+        free /= 1024
+    return f"{free:.1f} TB"
+
+
 def atomic_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` to a temp file in the same directory, fsync, then rename over ``path``.
 
@@ -185,9 +208,14 @@ def atomic_save(obj: Any, path: str | Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)  # the earlier file at ``path`` is untouched
+        full = _disk_full(e)
+        if full is None:
+            raise
+        raise ZooError(f"cannot save {p}: {full.strerror or os.strerror(full.errno)} "
+                       f"({_free_space(p.parent)} free on {p.parent}); earlier checkpoints are intact, "
+                       "free some space (or raise the file size limit) and resume from last.ckpt") from None
     try:  # make the rename itself durable
         dir_fd = os.open(p.parent, os.O_RDONLY)
         try:

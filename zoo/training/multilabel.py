@@ -94,6 +94,17 @@ class MultiLabelTask(Task):
 
     count_correct = True
     default_loss = BCEWithLogitsLoss
+    eval_metrics = ("loss", "acc", "f1_micro", "f1_macro", "map")
+
+    @staticmethod
+    def label_names_of(facts: dict[str, Any], num_labels: int) -> list[str]:
+        """Label names as the per-label metrics spell them (``f1_<name>``, spaces as underscores)."""
+        return [str(n).replace(" ", "_") for n in (facts.get("class_names") or range(num_labels))]
+
+    @classmethod
+    def eval_metric_names(cls, facts: dict[str, Any]) -> list[str]:
+        names = cls.label_names_of(facts, int(facts.get("num_classes") or 0))
+        return [*cls.eval_metrics, *([f"f1_{n}" for n in names] if len(names) > 1 else [])]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -101,8 +112,7 @@ class MultiLabelTask(Task):
             raise ZooError(f"multi-label and binary data take loss=bce (sigmoid outputs); got loss "
                            f"{type(self.criterion).__name__}")
         self.threshold = self.criterion.threshold
-        names = list(self.facts.get("class_names") or range(self.hparams.num_classes))
-        self.label_names = [str(n).replace(" ", "_") for n in names]
+        self.label_names = self.label_names_of(self.facts, self.hparams.num_classes)
         self.probs = nn.ModuleDict({s: CatMetric() for s in ("val", "test")})
         self.targets = nn.ModuleDict({s: CatMetric() for s in ("val", "test")})
 
@@ -134,7 +144,7 @@ class MultiLabelTask(Task):
         self.probs[stage].reset()
         self.targets[stage].reset()
         m = multilabel_metrics(probs.reshape(len(probs), -1), targets.reshape(len(targets), -1), self.threshold)
-        for key in ("acc", "f1_micro", "f1_macro", "map"):
+        for key in self.eval_metrics[1:]:  # loss is logged per batch in _eval_step
             self.log(f"{stage}/{key}", m[key].float(), prog_bar=stage == "val" and key == "acc")
         if len(self.label_names) > 1:
             for name, value in zip(self.label_names, m["f1"]):

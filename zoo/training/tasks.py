@@ -76,6 +76,7 @@ class Task(pl.LightningModule):
     """
 
     count_correct = False  # tasks that pass `correct` to log_train_loss set this, to log train/acc
+    eval_metrics: tuple[str, ...] = ("loss",)  # what validation and test log, as ``{stage}/{name}``
     supports_l1 = False
     default_loss: type[nn.Module] = nn.CrossEntropyLoss
     image_input = True  # the network's `stem: auto` looks at the data's image size
@@ -102,6 +103,18 @@ class Task(pl.LightningModule):
         self.criterion = instantiate_loss(loss, self.default_loss)
         self.train_stats = TrainEpochStats()
         self.record: Any = None  # zoo.checkpoint.Record: what checkpoints store as hyper_parameters
+
+    @classmethod
+    def eval_metric_names(cls, facts: dict[str, Any]) -> list[str]:
+        """The names validation logs for data with these ``facts`` (a subclass adds the ones facts decide)."""
+        return list(cls.eval_metrics)
+
+    @classmethod
+    def metric_names(cls, facts: dict[str, Any]) -> list[str]:
+        """Every metric training logs, so ``optimized_metric=`` (which checkpointing and early stopping monitor)
+        is checked before training rather than after its first epoch."""
+        train = ["train/loss_step", "train/loss_epoch", *(["train/acc"] if cls.count_correct else [])]
+        return [*train, *(f"val/{m}" for m in cls.eval_metric_names(facts))]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """A checkpoint's ``hyper_parameters`` are the record (names and plain values), not the configs."""
@@ -144,6 +157,7 @@ class ClassificationTask(Task):
     """Image (or sequence) classification: cross-entropy, top-1 and top-5 accuracy; the L1 penalty."""
 
     supports_l1 = True
+    eval_metrics = ("loss", "acc", "acc_top5")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -200,6 +214,11 @@ class SequenceRegressionTask(Task):
 
     default_loss = nn.MSELoss
     image_input = False
+    eval_metrics = ("loss", "mse", "mae")
+
+    @classmethod
+    def eval_metric_names(cls, facts: dict[str, Any]) -> list[str]:
+        return [*cls.eval_metrics, *(["baseline_mse"] if facts.get("baseline_mse") is not None else [])]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -243,6 +262,7 @@ class LanguageModelTask(Task):
     """
 
     image_input = False
+    eval_metrics = ("loss", "ppl", "bpc")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
