@@ -33,7 +33,10 @@ GROUPS = ("data", "loss", "optimizer", "scheduler")  # the config groups a recor
 # Hydra's instructions: in a file they would choose a callable or how it is called
 HYDRA_KEYS = ("_target_", "_args_", "_partial_", "_convert_", "_recursive_")
 # Modules that moved since older checkpoints were written: their old target -> the current one
-LEGACY_PREFIXES = {"zoo.losses.": "zoo.training.losses.", "zoo.datamodules.": "zoo.datamodules."}
+LEGACY_PREFIXES = {
+    "zoo.losses.": "zoo.training.losses.",  # losses moved into zoo.training
+    "datamodules.": "zoo.datamodules.",  # the data code installs as zoo.datamodules (one top-level name)
+}
 # Sanity ranges for values read from a file: beyond these a build would ask for absurd memory
 MAX_CLASSES = 1_000_000
 MAX_CHANNELS = 1_000_000
