@@ -22,15 +22,10 @@ CNNS = [n for n in zoo.list_models() if entry(n).kind == "image" and entry(n).fa
 # resnet1202), plain symbolic tracing a second; their blocks are the ones resnet110 / preact_resnet164 trace.
 DEEP = {"resnet1202", "preact_resnet1001"}
 SLOW = DEEP | {"densenet_bc_250_24", "densenet_bc_190_40", "densenet201", "inception_resnet_v2"}  # over 5 s each
-# LeNet-5's forward pads 28x28 to 32x32 and refuses other sizes with Python control flow on the input's size
-# (zoo/models/lenet.py, not this change's file), which fx cannot trace: expected to fail until it goes through
-# zoo.models.layers (strict: the day it traces, this says so).
-UNTRACEABLE = {"lenet5", "lenet5_classic"}
-LENET = pytest.mark.xfail(strict=True, raises=torch.fx.proxy.TraceError, reason="lenet.py: a size-dependent branch")
 
 
 def marks(name: str) -> list[pytest.MarkDecorator]:
-    return ([pytest.mark.slow] if name in SLOW else []) + ([LENET] if name in UNTRACEABLE else [])
+    return [pytest.mark.slow] if name in SLOW else []
 
 
 def build(name: str) -> torch.nn.Module:

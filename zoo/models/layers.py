@@ -140,6 +140,24 @@ def check_input_size(x: torch.Tensor, min_size: int | None, model: str,
     return x
 
 
+def pad_to_square(x: torch.Tensor, size: int, model: str, padded: tuple[int, ...] = ()) -> torch.Tensor:
+    """``x`` as a ``size`` x ``size`` input: as it is at that size, centred with zero padding from a side in
+    ``padded`` (LeNet-5: MNIST's 28x28 digits in the paper's 32x32 field), else one line naming both.
+
+    Traceable like :func:`check_input_size`: under ``torch.fx`` it is one recorded call, not a branch.
+    """
+    if has_torch_function((x,)):
+        return handle_torch_function(pad_to_square, (x,), x, size, model, padded)
+    h, w = x.shape[-2:]
+    if (h, w) == (size, size):
+        return x
+    if h == w and h in padded:
+        p = (size - h) // 2
+        return F.pad(x, (p, p, p, p))
+    sides = " or ".join(f"{s}x{s}" for s in padded)
+    raise ZooError(f"{model} takes {size}x{size} input ({sides} is padded to {size}x{size}); got {h}x{w}")
+
+
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid")
 
 

@@ -17,8 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.errors import ZooError
-from zoo.models.layers import activation_width, make_unit_activation
+from zoo.models.layers import activation_width, check_input_size, make_unit_activation, pad_to_square
 from zoo.models.norms import make_norm
 from zoo.registry import register_model
 
@@ -31,6 +30,8 @@ class LeNet5(nn.Module):
     ``activation=maxout`` makes those four layers compute ``maxout_pieces`` times their width and keeps the
     maximum of each unit's pieces.
     """
+
+    min_size: int | None = None  # from @register_model(min_size=...), set when built by name
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, dropout: float = 0.0,
                  activation: str = "relu", norm: str = "none", norm_groups: int = 2, maxout_pieces: int = 2) -> None:
@@ -50,11 +51,8 @@ class LeNet5(nn.Module):
         self.fc3 = nn.Linear(84, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        if (h, w) == (28, 28):
-            x = F.pad(x, (2, 2, 2, 2))  # N x C x 32 x 32: the paper centres digits in a 32x32 field
-        elif (h, w) != (32, 32):
-            raise ZooError(f"LeNet-5 takes 32x32 input (28x28 is padded to 32x32); got {h}x{w}")
+        x = check_input_size(x, self.min_size, "LeNet-5")
+        x = pad_to_square(x, 32, "LeNet-5", padded=(28,))  # N x C x 32 x 32: the paper's field for the digits
         x = F.max_pool2d(self.act(self.norm1(self.conv1(x))), 2)  # N x 6 x 14 x 14
         x = F.max_pool2d(self.act(self.norm2(self.conv2(x))), 2)  # N x 16 x 5 x 5
         return torch.flatten(x, 1)  # N x 400
@@ -131,6 +129,8 @@ class LeNet5Classic(nn.Module):
     layer stands in for it, so the trainable count is the paper's 60,000 plus ``84 * classes + classes``.
     """
 
+    min_size: int | None = None  # from @register_model(min_size=...), set when built by name
+
     def __init__(self, num_classes: int = 10, in_channels: int = 1) -> None:
         super().__init__()
         self.c1 = nn.Conv2d(in_channels, 6, 5)
@@ -155,11 +155,8 @@ class LeNet5Classic(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        if (h, w) == (28, 28):
-            x = F.pad(x, (2, 2, 2, 2))  # N x C x 32 x 32
-        elif (h, w) != (32, 32):
-            raise ZooError(f"LeNet-5 takes 32x32 input (28x28 is padded to 32x32); got {h}x{w}")
+        x = check_input_size(x, self.min_size, "LeNet-5")
+        x = pad_to_square(x, 32, "LeNet-5", padded=(28,))  # N x C x 32 x 32
         x = scaled_tanh(self.c1(x))  # N x 6 x 28 x 28
         x = scaled_tanh(self.s2(x))  # N x 6 x 14 x 14
         x = scaled_tanh(self.c3(x))  # N x 16 x 10 x 10
