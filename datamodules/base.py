@@ -136,7 +136,7 @@ def seeded(seed: int, device: torch.device, enabled: bool = True) -> Iterator[No
 
     What ``torch.random.fork_rng`` does, without its accelerator lookup: with a CUDA build of torch on a
     machine without a GPU, under Lightning (which sets ``PYTORCH_NVML_BASED_CUDA_CHECK=1``), that lookup
-    loads the NVIDIA driver library and fails, about 40 us on every batch.
+    loads the NVIDIA driver library and fails, on every batch (docs/benchmarks.md has the cost).
     """
     if not enabled:
         yield
