@@ -1,7 +1,8 @@
 """Cost of the terminal and TensorBoard extras of the default run: Rich progress bar + model summary, diagnostics.
 
 Runs ``python train.py`` (LeNet-5 on the embedded digits) alternately with the old TQDM bar and no extras,
-with Rich bar + RichModelSummary, and with those plus the TensorBoardDiagnostics callback; prints the CPU
+with Lightning's own Rich bar (updated after every batch) + RichModelSummary, with zoo's Rich bar (updated at
+its redraw rate) + RichModelSummary, and with those plus the TensorBoardDiagnostics callback; prints the CPU
 seconds (user + sys of the child, less sensitive to a busy machine than wall time) and wall seconds of each,
 and their ratios to the baseline.
 
@@ -24,6 +25,8 @@ VARIANTS = {
     "tqdm (baseline)": ["callbacks.progress_bar._target_=pytorch_lightning.callbacks.TQDMProgressBar",
                         "callbacks.progress_bar.refresh_rate=20", "~callbacks.progress_bar.leave",
                         "callbacks.model_summary=null", "callbacks.diagnostics=null"],
+    "lightning's rich bar + summary": ["callbacks.progress_bar._target_=pytorch_lightning.callbacks.RichProgressBar",
+                                       "callbacks.progress_bar.refresh_rate=1", "callbacks.diagnostics=null"],
     "rich + summary": ["callbacks.diagnostics=null"],
     "rich + summary + diagnostics (default)": [],
 }
