@@ -292,6 +292,21 @@ class Knobs:
     mixup: float = 0.0  # Beta alpha
     cutmix: float = 0.0  # Beta alpha
 
+    def __post_init__(self) -> None:
+        """Each knob is a number >= 0 (probabilities at most 1), so a bad override is one line, not a
+        traceback from deep inside the first augmented batch."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "resized_crop":
+                ok = value is None or (len(value) == 2 and 0 < value[0] <= value[1] <= 1)
+                if not ok:
+                    raise ZooError(f"data.aug.resized_crop must be [low, high] with 0 < low <= high <= 1; got {value}")
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+                raise ZooError(f"data.aug.{f.name} must be a number >= 0; got {value!r}")
+            if f.name in ("hflip", "erasing") and value > 1:
+                raise ZooError(f"data.aug.{f.name} is a probability, at most 1; got {value!r}")
+
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # natural images (CIFAR, Fashion-MNIST, ImageFolder): crop + flip, then colour and erasing

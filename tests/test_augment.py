@@ -224,3 +224,15 @@ def test_normalisation_is_one_mechanism_for_images_and_batches() -> None:
     assert torch.allclose(A.denormalize(by_hand, mean, std), x, atol=1e-6)
     assert torch.allclose(A.denormalize(by_hand[2], mean, std), x[2], atol=1e-6)
     assert torch.allclose(preprocess(x[0], {"mean": list(mean), "std": list(std)}), by_hand[0], atol=1e-6)
+
+
+@pytest.mark.parametrize(("knob", "value", "message"), [
+    ("mixup", -1, "data.aug.mixup must be a number >= 0; got -1"),
+    ("rotate", "abc", "data.aug.rotate must be a number >= 0; got 'abc'"),
+    ("hflip", 1.5, "data.aug.hflip is a probability, at most 1; got 1.5"),
+    ("resized_crop", [0.8, 0.2], "data.aug.resized_crop must be [low, high] with 0 < low <= high <= 1"),
+])
+def test_a_bad_knob_is_one_line(knob: str, value: object, message: str) -> None:
+    with pytest.raises(ZooError) as e:
+        A.make_knobs("none", "objects", {knob: value})
+    assert message in str(e.value) and "\n" not in str(e.value)
