@@ -22,13 +22,7 @@ NAMES = ["densenet121", "densenet161", "densenet169", "densenet201"]
 HEAVY = {"densenet161", "densenet201"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: with ``pytest -n 2`` on 2 cores, more threads only spin against each other."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def n_params(model: nn.Module) -> int:

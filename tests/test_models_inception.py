@@ -29,13 +29,7 @@ from zoo.training.tasks import ClassificationTask
 NAMES = ["googlenet", "inception_v2", "inception_v3", "inception_v4", "inception_resnet_v2"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: under ``pytest -n 2`` on 2 cores more threads only contend."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def n_params(model: nn.Module) -> int:

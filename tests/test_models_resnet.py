@@ -31,14 +31,7 @@ FAMILIES = ("resnet", "resnext", "wide_resnet", "preact_resnet")
 OURS = [n for n in zoo.list_models() if entry(n).family in FAMILIES]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: with ``pytest -n 2`` on 2 cores, more threads only spin against each other
-    (measured: 72 s of CPU for this file with 2 threads under load, 14 s with 1)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def n_params(model: nn.Module) -> int:

@@ -52,12 +52,7 @@ FAST = {"resnet18", "resnet50", "resnext50_32x4d", "wide_resnet50_2", "preact_re
         "inception_v3", "inception_v4", "inception_resnet_v2", "mobilenet_v1"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def real(sd: dict[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]]:

@@ -17,13 +17,7 @@ from zoo.errors import ZooError
 from zoo.registry import entry
 from zoo.stats import model_table
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def oracle(name: str, **kwargs) -> nn.Module:

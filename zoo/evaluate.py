@@ -33,18 +33,19 @@ def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def image_files(target: str | Path) -> list[Path]:
-    """``target`` itself if it is an image, else the images in that folder (sorted, not recursive)."""
+def image_files(target: str | Path, option: str = "predict") -> list[Path]:
+    """``target`` itself if it is an image, else the images in that folder (sorted, not recursive); ``option``
+    names the setting in the error (``predict``, ``visualize.image``)."""
     p = Path(target).expanduser()
     if not p.exists():
-        raise ZooError(f"predict={target}: no such file or folder")
+        raise ZooError(f"{option}={target}: no such file or folder")
     if p.is_file():
         return [p]
     if not p.is_dir():
-        raise ZooError(f"predict={target}: not a regular file or a folder (a device or a pipe has no image to read)")
+        raise ZooError(f"{option}={target}: not a regular file or a folder (a device or a pipe has no image to read)")
     files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise ZooError(f"predict={target}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in that folder")
+        raise ZooError(f"{option}={target}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in that folder")
     return files
 
 

@@ -44,7 +44,6 @@ from zoo.datamodules.augment import denormalize
 from zoo.errors import ZooError
 
 KINDS = ("filters", "features", "gradcam", "deconv", "saliency")
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 TOP = 9  # Zeiler & Fergus show the top 9 activations of each channel
 # how many images each kind uses, from a folder or from the test split
 NUM_IMAGES = {"features": 1, "gradcam": 16, "saliency": 16, "deconv": 500}
@@ -296,19 +295,6 @@ def _figure(tiles: list[torch.Tensor], titles: list[str], cols: int, title: str)
 # -- images in -------------------------------------------------------------------------------------
 
 
-def image_paths(target: str | Path) -> list[Path]:
-    """``target`` itself if it is a file, else the images in that folder (sorted, not recursive)."""
-    p = Path(target).expanduser()
-    if p.is_file():
-        return [p]
-    if not p.is_dir():
-        raise ZooError(f"visualize.image={target}: no such file or folder")
-    files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise ZooError(f"visualize.image={target}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in that folder")
-    return files
-
-
 def read_images(paths: Sequence[Path], facts: Facts) -> torch.Tensor:
     """Image files as the checkpoint's data was fed (zoo.evaluate.load_image: channels, size, normalisation)."""
     from zoo.evaluate import load_image
@@ -473,7 +459,9 @@ def visualize(ckpt_path: str | Path, kind: str, image: str | Path | None = None,
     else:
         n = NUM_IMAGES[kind]
         if image is not None:
-            images = read_images(image_paths(image)[:n], facts)
+            from zoo.evaluate import image_files
+
+            images = read_images(image_files(image, "visualize.image")[:n], facts)
         else:
             images = _test_images(record, n, data_dir)
         fig = figure_for(kind, net, images, facts.to_dict(), layer, channels)
