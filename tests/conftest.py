@@ -37,3 +37,14 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True)
+def _environment_restored() -> Iterator[None]:
+    """Each test gets the environment it started with back: Lightning's DDP setup and submitit write
+    MASTER_PORT, RANK, SUBMITIT_* into ``os.environ``, and a later test's subprocess in the same worker would
+    inherit them (a basic-launcher sweep then takes itself for a submitit task)."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
