@@ -156,12 +156,14 @@ def test_optuna_study_in_sqlite_survives_a_kill_and_is_shared(tmp_path: Path) ->
     deadline = time.time() + 300
     while not any(t.state.name == "COMPLETE" for t in study_trials()):
         assert first.poll() is None and time.time() < deadline, "the first trial never completed"
-        time.sleep(1)
+        time.sleep(0.1)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     stored = study_trials()
     done = [t for t in stored if t.state.name == "COMPLETE"]
-    assert len(done) == 1 and len(stored) <= 2  # the trial running at the kill stays RUNNING in the database
+    # killed mid-search (a fast trial may have finished before the kill landed); a trial running at the kill
+    # stays RUNNING in the database
+    assert 1 <= len(done) < 3 and len(stored) <= 3
 
     # the same command again continues the study: its trial is numbered after the stored ones, and TPE proposes it
     # from the stored result (a fresh study with this seed would draw trial 0's values again)
@@ -181,7 +183,7 @@ def test_optuna_study_in_sqlite_survives_a_kill_and_is_shared(tmp_path: Path) ->
     final = study_trials()
     assert len({t.number for t in final}) == len(final) == len(after) + 2
     complete = {t.number: t for t in final if t.state.name == "COMPLETE"}
-    assert len(complete) == 4
+    assert len(complete) == len(done) + 3
     for name in ("c", "d"):
         status = json.loads((tmp_path / name / "0" / "status.json").read_text())
         lr = float(_trial_params(tmp_path / name / "0")["optimizer.lr"])
