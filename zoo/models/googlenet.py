@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoo.errors import ZooError
-from zoo.models.layers import AuxLogits, BasicConv2d, check_input_size, check_stem
+from zoo.models.layers import BasicConv2d, InceptionNet, check_input_size, check_stem
 from zoo.registry import register_model
 
 
@@ -86,14 +86,14 @@ class InceptionAux(nn.Module):
         return self.fc2(x)  # N x num_classes
 
 
-class GoogLeNet(nn.Module):
+class GoogLeNet(InceptionNet):
     """GoogLeNet with torchvision's keys; in training mode with aux heads it returns :class:`AuxLogits`.
 
     ``stem="cifar"`` makes ``conv1`` a 3x3 stride-1 convolution and drops the two stem max-pools, so a 32x32
     image reaches inception3a at 32x32 (as kuangliu's CIFAR GoogLeNet does), with the same key names.
     """
 
-    min_size: int | None = None  # from @register_model(min_size=...), set when built by name
+    name = "googlenet"
 
     def __init__(
         self,
@@ -187,22 +187,10 @@ class GoogLeNet(nn.Module):
         x = self.inception5b(x)  # N x 1024 x 7 x 7
         return x, aux[::-1]  # (aux2, aux1): torchvision's GoogLeNetOutputs order
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The last feature map, N x 1024 x 7 x 7 at 224 (auxiliary heads are not run)."""
-        return self._features(x, with_aux=False)[0]
-
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = torch.flatten(self.avgpool(x), 1)  # N x 1024
         x = self.dropout(x)
         return x if pre_logits else self.fc(x)  # N x num_classes
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor | AuxLogits:
-        use_aux = self.training and self.aux_logits
-        x, aux = self._features(x, with_aux=use_aux)
-        logits = self.forward_head(x)
-        if use_aux:
-            return AuxLogits(logits, tuple(aux), (self.aux_weight,) * len(aux))
-        return logits
 
     def reset_classifier(self, num_classes: int) -> None:
         """New main and auxiliary classifiers for ``num_classes`` (the aux heads must agree during training)."""
