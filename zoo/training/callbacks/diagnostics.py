@@ -143,15 +143,18 @@ class TensorBoardDiagnostics(Callback):
                 logger.log_metrics({f"dead_relu/{n}": v for n, v in zip(names, values)}, step=trainer.global_step)
         self._dead = {}
 
-    @torch.no_grad()
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
         step = trainer.global_step
         if self._hooks:
             self._log_dead_units(trainer)
         norms_now = self.grad_norms and step % self.every_n_steps == 0
         histograms_now = step == self._histogram_step
-        if not (norms_now or histograms_now):
-            return
+        if norms_now or histograms_now:  # else nothing at all (not even a no_grad context) on this step
+            with torch.no_grad():
+                self._log_gradients(trainer, pl_module, step, norms_now, histograms_now)
+
+    def _log_gradients(self, trainer: pl.Trainer, pl_module: pl.LightningModule, step: int, norms_now: bool,
+                       histograms_now: bool) -> None:
         named = [(_strip(n), p) for n, p in pl_module.named_parameters() if p.grad is not None]
         if not named:
             return
