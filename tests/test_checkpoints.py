@@ -203,6 +203,21 @@ def test_a_checkpoint_in_the_layout_before_the_record_reads_as_names(tmp_path: P
     assert torch.equal(net.fc3.weight, ckpt["state_dict"]["net.fc3.weight"])
 
 
+@pytest.mark.parametrize("target", ["datamodules.vision.ImageFolder", "zoo.datamodules.vision.ImageFolder"])
+def test_an_image_folder_checkpoint_from_before_folder_py_reads_as_imagefolder(tmp_path: Path, target: str) -> None:
+    """ImageFolder lived in datamodules/vision.py when these were written; its module moved on its own."""
+    from zoo.checkpoint import load_record
+
+    hp = legacy_hparams()
+    hp["data"]["config"] = {"_target_": target, "data_dir": "/data/flowers", "image_size": 224, "resize": None,
+                            "scale": [0.08, 1.0], "num_workers": 4, "batch_size": 64, "eval_batch_size": 100,
+                            "val_size": 0, "split_seed": 0, "seed": 0, "augment": "standard"}
+    _, record = load_record(write_checkpoint(tmp_path / "folder.ckpt", hp=hp))
+    assert record.data.name == "imagefolder"
+    assert record.data.options["image_size"] == 224 and record.data.options["augment"] == "standard"
+    assert record.config("data")["_target_"] == "zoo.datamodules.folder.ImageFolder"
+
+
 def test_torchvision_state_dict_loads_and_matches_torchvision(tmp_path: Path) -> None:
     import torchvision
 

@@ -32,8 +32,11 @@ RECORD_VERSION = 1
 GROUPS = ("data", "loss", "optimizer", "scheduler")  # the config groups a record names
 # Hydra's instructions: in a file they would choose a callable or how it is called
 HYDRA_KEYS = ("_target_", "_args_", "_partial_", "_convert_", "_recursive_")
-# Modules that moved since older checkpoints were written: their old target -> the current one
+# Modules that moved since older checkpoints were written: their old target -> the current one (the first
+# matching prefix wins, so a class that moved on its own comes before its module's prefix)
 LEGACY_PREFIXES = {
+    "datamodules.vision.ImageFolder": "zoo.datamodules.folder.ImageFolder",  # image folders got their own module
+    "zoo.datamodules.vision.ImageFolder": "zoo.datamodules.folder.ImageFolder",
     "zoo.losses.": "zoo.training.losses.",  # losses moved into zoo.training
     "datamodules.": "zoo.datamodules.",  # the data code installs as zoo.datamodules (one top-level name)
 }
