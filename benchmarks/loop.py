@@ -13,7 +13,10 @@ of the ratio of two sides' times, which a shared machine's speed drifting over m
 (medians and fastest runs are printed too). Wall and CPU time (all threads of the process: a background
 thread's work counts) are both reported.
 
-    python benchmarks/loop.py [--epochs 2] [--rounds 5] [--train-size 60000]
+    python benchmarks/loop.py [--epochs 2] [--rounds 5] [--train-size 60000] [--variant "OVERRIDES" ...]
+
+``--variant "callbacks.diagnostics=null"`` adds a side: ``train.py`` with those overrides, timed in the same
+rounds, so what one callback or setting costs is measured against the same bare side.
 """
 
 from __future__ import annotations
@@ -53,11 +56,11 @@ class MNISTSized(MNISTTiny):
 OVERRIDES: list[str] = []  # extra train.py overrides (--override), e.g. callbacks.diagnostics=null
 
 
-def lightning_fit(epochs: int, batch: int, device: str) -> tuple[float, float]:
+def lightning_fit(epochs: int, batch: int, device: str, extra: tuple[str, ...] = ()) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp, initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=[
             f"trainer.max_epochs={epochs}", f"data.batch_size={batch}", f"trainer.accelerator={device}",
-            f"paths.output_dir={tmp}", *OVERRIDES,
+            f"paths.output_dir={tmp}", *OVERRIDES, *extra,
         ])
         dm = MNISTSized(batch_size=batch, eval_batch_size=cfg.data.eval_batch_size, seed=cfg.seed)
         dm.setup()
@@ -165,16 +168,21 @@ def main() -> None:
     p.add_argument("--train-size", type=int, default=60000)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--override", action="append", default=[], help="a train.py override for the Lightning side")
+    p.add_argument("--variant", action="append", default=[], metavar="OVERRIDES",
+                   help="one more side: train.py with these space-separated overrides, timed in the same rounds")
     args = p.parse_args()
     SIZES["train"] = args.train_size
     OVERRIDES.extend(args.override)
     fits = {"plain": plain_fit, "bare": bare_fit, "train.py": lightning_fit}
+    for v in args.variant:
+        fits[f"train.py {v}"] = lambda e, b, d, extra=tuple(v.split()): lightning_fit(e, b, d, extra)
     times: dict[str, list[tuple[float, float]]] = {side: [] for side in fits}  # (wall s, CPU s) per round
     lightning_fit(1, args.batch, args.device)  # warm-up: imports, allocator, first-call costs
     bare_fit(1, args.batch, args.device)
     sides = list(fits)
     for r in range(args.rounds):
-        for side in sides[r % 3 :] + sides[: r % 3]:  # each side takes each place in a round in turn
+        k = r % len(sides)
+        for side in sides[k:] + sides[:k]:  # each side takes each place in a round in turn
             times[side].append(fits[side](args.epochs, args.batch, args.device))
             print(f"round {r} {side}: {times[side][-1][0]:.3f} s wall, {times[side][-1][1]:.3f} s CPU", flush=True)
     print(f"\ndevice={args.device} epochs={args.epochs} train={args.train_size} batch={args.batch} "
@@ -187,6 +195,10 @@ def main() -> None:
               f"ours on top of it {_overhead(t, 'bare', 'train.py'):+.1f}%")
         print(f"{clock:4s} medians: " + ", ".join(f"{k} {statistics.median(v):.2f} s" for k, v in t.items())
               + "; fastest: " + ", ".join(f"{k} {min(v):.2f} s" for k, v in t.items()))
+        for side in fits:
+            if side.startswith("train.py "):
+                print(f"{clock:4s} {side}: {_overhead(t, 'bare', side):+.1f}% over bare, "
+                      f"{_overhead(t, 'train.py', side):+.1f}% against train.py")
 
 
 if __name__ == "__main__":
