@@ -54,9 +54,9 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def _train(args: list[str], tmp_path: Path, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, env=_env(tmp_path), capture_output=True,
-                          text=True, timeout=600, **kw)
+def _train(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    """``python train.py ARGS`` in this process: the killed run is the one that needs a process of its own."""
+    return run_cli("train.py", *args, env=_env(tmp_path))
 
 
 def _net_weights(path: Path) -> dict[str, torch.Tensor]:
