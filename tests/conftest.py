@@ -44,9 +44,9 @@ def _show_on_stderr(message: Any, category: type, filename: str, lineno: int, fi
 @contextmanager
 def _process_state_restored() -> Iterator[None]:
     """What ``python train.py`` changes for the whole process, put back when an in-process run ends:
-    cwd, argv, sys.path, os.environ, signal handlers, warnings filters, logging (Hydra configures the root logger
-    per job, with a file handler into the run directory), Hydra's global state, torch's global settings and
-    random number generators, and matplotlib's open figures."""
+    cwd, argv, sys.path, os.environ, signal handlers and mask, warnings filters, logging (Hydra configures the
+    root logger per job, with a file handler into the run directory), Hydra's global state, torch's global
+    settings and random number generators, and the matplotlib figures the run opened."""
     import random
 
     import numpy as np
@@ -56,6 +56,7 @@ def _process_state_restored() -> Iterator[None]:
 
     cwd, argv, path, environ = os.getcwd(), sys.argv[:], sys.path[:], dict(os.environ)
     handlers = {s: signal.getsignal(s) for s in _SIGNALS}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])  # blocked and ignored signals are what children inherit
     loggers = {name: (lg.level, lg.handlers[:], lg.propagate, lg.disabled)
                for name, lg in logging.Logger.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
     root = logging.getLogger()
@@ -67,6 +68,8 @@ def _process_state_restored() -> Iterator[None]:
                    torch.get_float32_matmul_precision(), torch.backends.cudnn.deterministic,
                    torch.backends.cudnn.benchmark, torch.is_grad_enabled())
     rng = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    figures = set(pyplot.get_fignums()) if pyplot else set()
     try:
         with warnings.catch_warnings():
             warnings.resetwarnings()  # the filters a fresh interpreter starts with, not pytest's
@@ -84,6 +87,7 @@ def _process_state_restored() -> Iterator[None]:
         os.environ.update(environ)
         for s, h in handlers.items():
             signal.signal(s, h)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for h in root.handlers:
             if h not in root_state[1]:
                 h.close()
@@ -109,8 +113,10 @@ def _process_state_restored() -> Iterator[None]:
         random.setstate(rng[0])
         np.random.set_state(rng[1])
         torch.set_rng_state(rng[2])
-        if "matplotlib.pyplot" in sys.modules:
-            sys.modules["matplotlib.pyplot"].close("all")
+        if "matplotlib.pyplot" in sys.modules:  # the figures the run opened, not the test's own
+            pyplot = sys.modules["matplotlib.pyplot"]
+            for number in set(pyplot.get_fignums()) - figures:
+                pyplot.close(number)
 
 
 def run_cli(script: str, *args: str, timeout: float = 300, env: dict[str, str] | None = None,

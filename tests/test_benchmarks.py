@@ -18,7 +18,9 @@ def test_models_benchmark_prints_a_ratio_per_model_and_variant() -> None:
     rows = re.findall(r"^\| (\w+) \| (\w+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$", proc.stdout, re.M)
     assert [(r[0], r[1]) for r in rows] == [("resnet18", "plain"), ("resnet18", "channels_last")], proc.stdout
     for _, _, ours, theirs, ratio in rows:  # the ratio is zoo images/s over torchvision images/s
-        assert float(ratio) == pytest.approx(float(ours) / float(theirs), abs=2e-3)
+        # printed to 0.1 img/s and 0.001: at tens of images a second the rounding alone moves the quotient 0.002
+        bound = float(ratio) * (0.05 / float(ours) + 0.05 / float(theirs)) + 5e-4
+        assert abs(float(ratio) - float(ours) / float(theirs)) <= bound, (ours, theirs, ratio)
     assert "minimum ratio" in proc.stdout
 
 

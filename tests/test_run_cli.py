@@ -31,6 +31,7 @@ sys.path.insert(0, "/nowhere")
 os.environ["MESSY_LEFT"] = "1"
 signal.signal(signal.SIGTERM, lambda *a: None)
 signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
 logging.getLogger().addHandler(logging.FileHandler(os.path.join(os.environ["MESSY_DIR"], "x.log")))
 logging.getLogger().setLevel(logging.DEBUG)
 logging.getLogger("pytorch_lightning").setLevel(logging.CRITICAL)
@@ -59,6 +60,7 @@ def _state() -> dict:
     return {
         "cwd": os.getcwd(), "argv": sys.argv[:], "path": sys.path[:], "environ": dict(os.environ),
         "signals": {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)},
+        "mask": signal.pthread_sigmask(signal.SIG_BLOCK, []),
         "root": (root.level, root.handlers[:]), "pl": logging.getLogger("pytorch_lightning").level,
         "warnings": warnings.filters[:], "showwarning": warnings.showwarning,
         "torch": (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(), torch.get_default_dtype(),
@@ -71,9 +73,14 @@ def test_in_process_run_gives_a_processs_result_and_leaves_no_state_behind(tmp_p
     script = tmp_path / "messy.py"
     script.write_text(MESSY)
     env = {"MESSY_DIR": str(tmp_path), "MESSY_CONFIGS": str(ROOT / "configs"), "MESSY_CODE": "3"}
+    import matplotlib.pyplot as plt
+
+    own = plt.figure()  # the test's own figure stays open; the script's is closed
     before = _state()
     proc = run_cli(str(script), "a=1", env=env)
     after = _state()
+    assert plt.fignum_exists(own.number)
+    plt.close(own)
     assert proc.returncode == 3
     assert proc.stdout == "to stdout ['a=1', '--changed']\n"
     err = proc.stderr.splitlines()
