@@ -5,7 +5,7 @@ Built with 1 and 3 input channels, the small-input stem (``stem="cifar"`` where 
 the minimum;
 ``forward_features``/``forward_head`` compose to ``forward``; ``reset_classifier`` changes the output width;
 each model overfits a tiny batch; every registered name has a config and every config a registered name, and
-``python train.py model=<name> trainer.fast_dev_run=true`` runs for all of them (one Hydra multirun).
+``python train.py model=<name> trainer.fast_dev_run=true`` runs for all of them (four Hydra multiruns).
 """
 
 from __future__ import annotations
