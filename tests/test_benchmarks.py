@@ -6,25 +6,27 @@ import re
 
 import pytest
 
-from tests.conftest import run_script
+from tests.conftest import run_cli
 
 
 @pytest.mark.slow
 def test_models_benchmark_prints_a_ratio_per_model_and_variant() -> None:
-    proc = run_script("benchmarks/models.py", "--models", "resnet18", "--variants", "plain", "channels_last",
-                      "--size", "32", "--batch", "2", "--steps", "1", "--rounds", "2", "--warmup", "0",
-                      "--device", "cpu")
+    proc = run_cli("benchmarks/models.py", "--models", "resnet18", "--variants", "plain", "channels_last",
+                   "--size", "32", "--batch", "2", "--steps", "1", "--rounds", "2", "--warmup", "0",
+                   "--device", "cpu")
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = re.findall(r"^\| (\w+) \| (\w+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$", proc.stdout, re.M)
     assert [(r[0], r[1]) for r in rows] == [("resnet18", "plain"), ("resnet18", "channels_last")], proc.stdout
     for _, _, ours, theirs, ratio in rows:  # the ratio is zoo images/s over torchvision images/s
-        assert float(ratio) == pytest.approx(float(ours) / float(theirs), abs=2e-3)
+        # printed to 0.1 img/s and 0.001: at tens of images a second the rounding alone moves the quotient 0.002
+        bound = float(ratio) * (0.05 / float(ours) + 0.05 / float(theirs)) + 5e-4
+        assert abs(float(ratio) - float(ours) / float(theirs)) <= bound, (ours, theirs, ratio)
     assert "minimum ratio" in proc.stdout
 
 
 @pytest.mark.slow
 def test_loop_benchmark_times_all_sides_and_prints_the_overheads() -> None:
-    proc = run_script("benchmarks/loop.py", "--train-size", "640", "--epochs", "1", "--rounds", "2", "--device", "cpu")
+    proc = run_cli("benchmarks/loop.py", "--train-size", "640", "--epochs", "1", "--rounds", "2", "--device", "cpu")
     assert proc.returncode == 0, proc.stderr[-2000:]
     rounds = re.findall(r"^round (\d) (plain|bare|train\.py): ([\d.]+) s wall, ([\d.]+) s CPU$", proc.stdout, re.M)
     assert sorted((r[0], r[1]) for r in rounds) == [(r, s) for r in "01" for s in ("bare", "plain", "train.py")]

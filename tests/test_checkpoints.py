@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.conftest import run_cli
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Tiny, deterministic runs: 6 batches of 64 digits an epoch, dropout on so the RNG state matters, EMA weights.
@@ -52,9 +54,9 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def _train(args: list[str], tmp_path: Path, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, env=_env(tmp_path), capture_output=True,
-                          text=True, timeout=600, **kw)
+def _train(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    """``python train.py ARGS`` in this process: the killed run is the one that needs a process of its own."""
+    return run_cli("train.py", *args, env=_env(tmp_path))
 
 
 def _net_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -279,9 +281,9 @@ def test_finetune_from_pretrained_with_other_classes_and_frozen_backbone(tmp_pat
     pre = zoo.create_model("lenet5", num_classes=7, in_channels=1).state_dict()
     torch.save(pre, tmp_path / "pre.pth")
     run = tmp_path / "run"
-    proc = _train(["model.pretrained=" + str(tmp_path / "pre.pth"), "model.freeze=backbone", "trainer.max_epochs=1",
-                   "+trainer.limit_train_batches=3", "trainer.accelerator=cpu", "data.val_size=100",
-                   "data.test_size=100", f"hydra.run.dir={run}"], tmp_path)
+    proc = run_cli("train.py", "model.pretrained=" + str(tmp_path / "pre.pth"), "model.freeze=backbone",
+                   "trainer.max_epochs=1", "+trainer.limit_train_batches=3", "trainer.accelerator=cpu",
+                   "data.val_size=100", "data.test_size=100", f"hydra.run.dir={run}", env=_env(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
     note = "note: pretrained classifier has 7 classes, the data has 10: fc3.bias, fc3.weight re-initialised"
     assert note in proc.stdout

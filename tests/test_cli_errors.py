@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_script
+from tests.conftest import ROOT, run_cli, run_script
 
 CASES = [
     (["seed=-1"], "seed must be a whole number from 0 to 4294967295; got -1"),
@@ -54,7 +54,7 @@ def test_the_checks_pass_what_is_valid(tmp_path: Path) -> None:
 
 
 def test_an_option_the_model_does_not_have_is_one_line(tmp_path: Path) -> None:
-    proc = run_script("train.py", "+model.nope=1", f"hydra.run.dir={tmp_path}", timeout=120)
+    proc = run_cli("train.py", "+model.nope=1", f"hydra.run.dir={tmp_path}", timeout=120)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
     assert lines[0] == "error: model 'lenet5' has no option 'nope' (configs/model/lenet5.yaml lists its options)"

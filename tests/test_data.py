@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import ROOT, run_script
+from conftest import ROOT, run_cli
 from fake_data import write_cifar10, write_cifar100, write_imagefolder, write_mnist, write_svhn
 from torch.utils.data import DistributedSampler
 
@@ -192,8 +192,8 @@ def test_wrong_labels_are_reported(tmp_path: Path) -> None:
 
 
 def test_missing_data_through_train_py_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    r = run_script("train.py", "data=cifar10", f"data.data_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}",
-                   timeout=600)
+    r = run_cli("train.py", "data=cifar10", f"data.data_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}",
+                timeout=600)
     assert r.returncode == 2, r.stderr[-2000:]
     lines = [line for line in r.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: cifar10 not found"), r.stderr[-2000:]
@@ -325,7 +325,7 @@ def test_cifar10_and_imagefolder_train_end_to_end_with_the_augmented_grid_in_ten
     }
     for name, args in runs.items():
         run_dir = tmp_path / name
-        r = run_script("train.py", *args, *common, f"hydra.run.dir={run_dir}", timeout=600)
+        r = run_cli("train.py", *args, *common, f"hydra.run.dir={run_dir}", timeout=600)
         assert r.returncode == 0, r.stderr[-3000:]
         events = list(run_dir.rglob("events.out.tfevents*"))
         assert events, f"no TensorBoard events in {run_dir}"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_cli
 
 # In a child process: writes past 64 KB fail with EFBIG (SIGXFSZ ignored), as a full disk fails with ENOSPC.
 CHILD = """
@@ -81,8 +81,7 @@ def test_train_py_out_of_space_is_one_line_exit_2_and_the_checkpoints_stay(tmp_p
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("HYDRA_FULL_ERROR", None)
-    first = subprocess.run([sys.executable, "train.py", "model=mlp", "scheduler=step", "trainer.max_epochs=1",
-                            f"hydra.run.dir={run}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    first = run_cli("train.py", "model=mlp", "scheduler=step", "trainer.max_epochs=1", f"hydra.run.dir={run}")
     assert first.returncode == 0, first.stderr[-3000:]
     saved = {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()}
     assert set(saved) == {"best.ckpt", "last.ckpt"} and len(saved["last.ckpt"]) > 200_000

@@ -6,13 +6,12 @@ from __future__ import annotations
 import csv
 import struct
 import subprocess
-import sys
 import zlib
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_script
+from tests.conftest import ROOT, run_cli, run_script
 from tests.test_checkpoints import write_checkpoint
 from zoo.errors import ZooError
 
@@ -90,8 +89,8 @@ def test_predict_on_a_path_with_spaces_and_non_ascii_letters_works(tmp_path: Pat
     folder.mkdir()
     ckpt = write_checkpoint(folder / "modèle 1.ckpt")
     Image.new("L", (28, 28), 200).save(folder / "çhiffre ü.png")
-    proc = run_script("eval.py", f"ckpt_path={ckpt}", f"predict={folder / 'çhiffre ü.png'}", "topk=2",
-                      f"hydra.run.dir={folder / 'sortie é'}", "trainer.accelerator=cpu", timeout=300)
+    proc = run_cli("eval.py", f"ckpt_path={ckpt}", f"predict={folder / 'çhiffre ü.png'}", "topk=2",
+                   f"hydra.run.dir={folder / 'sortie é'}", "trainer.accelerator=cpu", timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = list(csv.DictReader(open(folder / "sortie é" / "predictions.csv", encoding="utf-8")))
     assert [r["image"] for r in rows] == [str(folder / "çhiffre ü.png")] and set(rows[0]) >= {"class_1", "prob_2"}
@@ -133,8 +132,8 @@ def test_a_class_name_that_is_a_formula_is_escaped(tmp_path: Path) -> None:
 
 
 def _export(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "zoo.export", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    """``python -m zoo.export ARGS`` in this process (test_export runs the real command line)."""
+    return run_cli("-m", "zoo.export", *args)
 
 
 @pytest.mark.parametrize(("args", "expected"), [

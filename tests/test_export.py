@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import zoo
+from tests.conftest import run_cli
 from zoo.export import export
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,10 +83,10 @@ def test_safetensors_round_trip_with_and_without_name(tmp_path: Path) -> None:
 
 def test_export_command_line(tmp_path: Path) -> None:
     ckpt = write_checkpoint(tmp_path / "lenet.ckpt", *CASES["lenet5"])
-    ok = subprocess.run([sys.executable, "-m", "zoo.export", f"ckpt_path={ckpt}", "format=torchscript"], cwd=ROOT,
-                        capture_output=True, text=True, timeout=300)
+    ok = run_cli("-m", "zoo.export", f"ckpt_path={ckpt}", "format=torchscript")  # in this process
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert (tmp_path / "lenet.pt").is_file() and "wrote" in ok.stdout
+    # a process of its own: the one-line contract of python -m zoo.export
     bad = subprocess.run([sys.executable, "-m", "zoo.export", f"ckpt_path={ckpt}", "format=tflite"], cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0

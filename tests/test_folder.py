@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, run_script
+from conftest import ROOT, run_cli
 from fake_data import write_imagefolder
 
 from zoo.datamodules.base import InMemoryDataModule
@@ -142,7 +142,7 @@ def test_imagefolder_with_workers_resumes_bit_identically_after_sigkill(tmp_path
             "data.batch_size=4", "data.eval_batch_size=6", "model.dropout=0.5", "trainer.deterministic=true",
             "trainer.accelerator=cpu", "trainer.enable_model_summary=false", f"trainer.max_epochs={epochs}"]
     ref_dir, cut_dir = tmp_path / "ref", tmp_path / "cut"
-    ref = run_script("train.py", *args, f"hydra.run.dir={ref_dir}", timeout=600)
+    ref = run_cli("train.py", *args, f"hydra.run.dir={ref_dir}")  # in this process; the killed run is a process
     assert ref.returncode == 0, ref.stderr[-2000:]
 
     marker = tmp_path / "stalled"
@@ -159,8 +159,7 @@ def test_imagefolder_with_workers_resumes_bit_identically_after_sigkill(tmp_path
     last = cut_dir / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["epoch"] == 0
 
-    resumed = run_script("train.py", f"ckpt_path={last}", "~callbacks.stall", env={"ZOO_LOG_DIR": str(tmp_path / "x")},
-                         timeout=600)
+    resumed = run_cli("train.py", f"ckpt_path={last}", "~callbacks.stall", env={"ZOO_LOG_DIR": str(tmp_path / "x")})
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     a, b = _net_weights(ref_dir / "checkpoints" / "last.ckpt"), _net_weights(last)
     assert a.keys() == b.keys()

@@ -10,7 +10,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import ROOT, run_script
+from tests.conftest import ROOT, run_cli, run_script
 
 CONFIGS = str(ROOT / "configs")
 
@@ -59,7 +59,7 @@ def _tensorboard_tags(tb_dir: Path) -> tuple[set[str], bytes]:
 def default_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """`python train.py` with no overrides but the run directory: the README's default run."""
     run_dir = tmp_path_factory.mktemp("default_run")
-    proc = run_script("train.py", f"hydra.run.dir={run_dir}", "callbacks.progress_bar.refresh_rate=0")
+    proc = run_cli("train.py", f"hydra.run.dir={run_dir}", "callbacks.progress_bar.refresh_rate=0")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir, proc.stdout
 
@@ -94,7 +94,7 @@ def test_default_run_tensorboard_tags(default_run: tuple[Path, str]) -> None:
 def test_eval_reproduces_the_training_test_accuracy(default_run: tuple[Path, str], tmp_path: Path) -> None:
     run_dir, _ = default_run
     ckpt = run_dir / "checkpoints" / "best.ckpt"
-    proc = run_script("eval.py", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path}")
+    proc = run_cli("eval.py", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     trained = json.loads((run_dir / "metrics.json").read_text())
     evaluated = json.loads((tmp_path / "metrics.json").read_text())
@@ -132,7 +132,7 @@ def test_checkpoint_carries_what_rebuilds_the_model(default_run: tuple[Path, str
     ],
 )
 def test_user_errors_end_in_one_line(script: str, args: list[str], expected: str, tmp_path: Path) -> None:
-    proc = run_script(script, *args, f"hydra.run.dir={tmp_path}")
+    proc = run_cli(script, *args, f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
     assert "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
@@ -140,6 +140,7 @@ def test_user_errors_end_in_one_line(script: str, args: list[str], expected: str
 
 
 def test_unknown_model_error_lists_valid_names(tmp_path: Path) -> None:
+    """In a process of its own (the contract of train.py; the cases above run in this one)."""
     proc = run_script("train.py", "model=lenet6", f"hydra.run.dir={tmp_path}")
     assert "did you mean lenet5" in proc.stderr and "valid: " in proc.stderr
 

@@ -9,11 +9,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from tests.conftest import ROOT, run_script
+from tests.conftest import ROOT, run_cli
 
 
 def test_an_unknown_metric_is_one_line_before_training(tmp_path: Path) -> None:
-    proc = run_script("train.py", "model=mlp", "optimized_metric=val/nope", f"hydra.run.dir={tmp_path}", timeout=300)
+    proc = run_cli("train.py", "model=mlp", "optimized_metric=val/nope", f"hydra.run.dir={tmp_path}", timeout=300)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-3000:]
     assert lines[0] == ("error: optimized_metric=val/nope: classification training does not log it; it logs "

@@ -22,6 +22,7 @@ import torchvision
 
 import zoo
 import zoo.pretrained as pretrained
+from tests.conftest import run_cli
 from zoo.errors import ZooError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -237,7 +238,11 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+def _run(args: list[str], tmp_path: Path, in_process: bool = True) -> subprocess.CompletedProcess:
+    """``python ARGS`` with ``TORCH_HOME`` in ``tmp_path`` and no way out to the network; in this process unless
+    ``in_process=False`` (a download: urllib reads the proxy settings once a process)."""
+    if in_process:
+        return run_cli(*args, env=_env(tmp_path))
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True,
                           timeout=600)
 
@@ -261,7 +266,8 @@ def test_eval_py_tests_pretrained_weights_and_predicts_imagenet_names(hub: Path,
 
 @pytest.mark.slow
 def test_train_py_offline_without_weights_is_one_error_line_naming_url_and_path(tmp_path: Path) -> None:
-    proc = _run(["train.py", "model=resnet18", "model.pretrained=true", "trainer.max_epochs=1"], tmp_path)
+    proc = _run(["train.py", "model=resnet18", "model.pretrained=true", "trainer.max_epochs=1"], tmp_path,
+                in_process=False)
     url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

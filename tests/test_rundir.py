@@ -20,10 +20,19 @@ LONG = ["trainer.max_epochs=200", "callbacks.progress_bar.refresh_rate=0", "trai
         "callbacks.diagnostics=null"]
 
 
+def _as_from_a_shell() -> None:
+    """The child's Ctrl-C as a shell gives it: default disposition, not blocked. An ignored or blocked SIGINT is
+    inherited through fork and exec, and code that ran in the test worker may have changed the worker's (Lightning,
+    for one, leaves SIGINT ignored once it has handled a KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def _start(run_dir: Path, *args: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     return subprocess.Popen([sys.executable, "train.py", f"hydra.run.dir={run_dir}", *LONG, *args], cwd=ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_as_from_a_shell)
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:

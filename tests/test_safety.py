@@ -21,6 +21,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 import zoo
+from tests.conftest import run_cli
 from zoo.errors import ZooError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +46,10 @@ def _evil(path: Path, marker: Path, legacy: bool = False) -> Path:
     return path
 
 
-def _run(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+def _run(*args: str, tmp_path: Path, in_process: bool = True) -> subprocess.CompletedProcess:
+    """``python ARGS hydra.run.dir=...``: in this process (:func:`run_cli`), or a process of its own."""
+    if in_process:
+        return run_cli(*args, f"hydra.run.dir={tmp_path / 'run'}")
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     return subprocess.run([sys.executable, *args, f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
@@ -128,8 +132,9 @@ def test_bad_files_give_one_line_through_eval_and_resume(tmp_path: Path, capsys:
 
 
 def test_bad_file_through_the_real_command_line(tmp_path: Path) -> None:
+    """In a process of its own: eval.py's one-line contract (the other end-to-end cases run in this process)."""
     bad = _bad_files(tmp_path)["random"]
-    proc = _run("eval.py", f"ckpt_path={bad}", tmp_path=tmp_path)
+    proc = _run("eval.py", f"ckpt_path={bad}", tmp_path=tmp_path, in_process=False)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: not a readable checkpoint") and str(bad) in lines[0]
@@ -312,9 +317,7 @@ def test_eval_py_refuses_a_hostile_record_end_to_end(tmp_path: Path) -> None:
 
 def test_export_module_refuses_a_hostile_record_end_to_end(tmp_path: Path) -> None:
     evil, marker = _hostile(tmp_path, "data_nested", "copyfile")
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    proc = subprocess.run([sys.executable, "-m", "zoo.export", f"ckpt_path={evil}", "format=safetensors"], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = run_cli("-m", "zoo.export", f"ckpt_path={evil}", "format=safetensors")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr + proc.stdout
     assert proc.stderr.strip().splitlines() == [f"error: refusing {evil}: it names code to run (shutil.copyfile)"]
     assert not marker.exists()

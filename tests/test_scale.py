@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
 
-from tests.conftest import ROOT, run_script
+from tests.conftest import ROOT, run_cli, run_script
 
 FAST = ["callbacks.progress_bar.refresh_rate=0", "trainer.max_epochs=1"]
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -75,7 +75,7 @@ def test_fsdp_config_builds_lightnings_fsdp_strategy() -> None:
     (["trainer=fsdp", "trainer.accelerator=cpu", "trainer.devices=2"], "strategy `fsdp` requires a GPU accelerator"),
 ])
 def test_gpu_trainer_without_a_gpu_is_one_line(args: list[str], expected: str, tmp_path: Path) -> None:
-    proc = run_script("train.py", *args, f"hydra.run.dir={tmp_path}")
+    proc = run_cli("train.py", *args, f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: the trainer settings do not work here: "), proc.stderr
@@ -99,7 +99,7 @@ def test_ddp_cpu_two_processes_one_run_directory(tmp_path: Path) -> None:
     model = zoo.load_pretrained(run_dir / "checkpoints" / "best.ckpt")
     assert model(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
     ckpt = run_dir / "checkpoints" / "best.ckpt"
-    proc = run_script("eval.py", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'e'}")
+    proc = run_cli("eval.py", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'e'}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     single = json.loads((tmp_path / "e" / "metrics.json").read_text())
     assert single["test/acc"] == pytest.approx(trained["test/acc"], abs=1e-6)
@@ -120,7 +120,7 @@ def test_compiled_training_keeps_logging_and_checkpoint_keys(tmp_path: Path) -> 
 
 
 def test_channels_last_keeps_weights_nhwc_and_outputs_equal(tmp_path: Path) -> None:
-    proc = run_script(
+    proc = run_cli(
         "train.py", "trainer.channels_last=true", f"hydra.run.dir={tmp_path}", *FAST,
         "+trainer.limit_train_batches=3", "+trainer.limit_val_batches=1", "test=false",
     )

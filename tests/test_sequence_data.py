@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import run_script
+from tests.conftest import run_cli
 from zoo.datamodules.sequence import DEFAULT_TEXT, Adding, CharText, Copy, SeqMNIST, adding_problem, copy_task
 from zoo.datamodules.vision import load_mnist_5k
 from zoo.errors import ZooError
@@ -159,7 +159,7 @@ def test_regression_task_defaults_to_mse_and_refuses_a_classification_loss() -> 
 def test_train_each_sequence_config_then_sample_text(tmp_path: Path) -> None:
     """A few steps of every sequence data config in one multirun, then eval.py samples from the LM checkpoint."""
     datas = ["seq_mnist", "adding", "copy", "char_text"]
-    result = run_script(
+    result = run_cli(
         "train.py", "-m", f"data={','.join(datas)}", "model=lstm", "model.hidden_size=8",
         "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
         "+trainer.limit_test_batches=1", "trainer.gradient_clip_val=1.0", "logger=[]", "callbacks.lr_monitor=null",
@@ -176,8 +176,8 @@ def test_train_each_sequence_config_then_sample_text(tmp_path: Path) -> None:
 
     ckpt = tmp_path / "3" / "checkpoints" / "best.ckpt"
     out = tmp_path / "eval"
-    result = run_script("eval.py", f"ckpt_path={ckpt}", "prompt=First Citizen:", "sample_length=40",
-                        "temperature=0.5", f"hydra.run.dir={out}")  # fmt: skip
+    result = run_cli("eval.py", f"ckpt_path={ckpt}", "prompt=First Citizen:", "sample_length=40",
+                     "temperature=0.5", f"hydra.run.dir={out}")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     sample = (out / "sample.txt").read_text(encoding="utf-8")
     assert sample.startswith("First Citizen:") and len(sample) == len("First Citizen:") + 40 + 1  # + newline

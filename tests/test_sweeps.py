@@ -1,7 +1,8 @@
 """Sweeps: grid and Optuna searches through train.py, failed trials that do not end the sweep, the summary.
 
 The end-to-end cases run real sweeps of tiny trials (a few batches of the embedded digits) as
-subprocesses, the way a user runs them; the summary's ordering is checked on hand-made trial directories.
+the way a user runs them (in the test process, :func:`run_cli`; the launchers that start processes of
+their own, submitit's, as subprocesses); the summary's ordering is checked on hand-made trial directories.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import ROOT, run_script
+from conftest import ROOT, run_cli, run_script
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
@@ -38,8 +39,8 @@ def _overrides(trial_dir: Path) -> dict[str, str]:
 @pytest.mark.slow
 def test_grid_sweep_records_diverged_trials_and_summarises(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
-    r = run_script("train.py", "-m", "optimizer=sgd,adam", "optimizer.lr=0.05,1e6", *TINY,
-                   f"hydra.sweep.dir={sweep_dir}")
+    r = run_cli("train.py", "-m", "optimizer=sgd,adam", "optimizer.lr=0.05,1e6", *TINY,
+                f"hydra.sweep.dir={sweep_dir}")
     assert r.returncode == 0, r.stderr[-3000:]
 
     # every combination ran, each in its own numbered directory under the one sweep directory
@@ -103,17 +104,17 @@ def test_grid_sweep_records_diverged_trials_and_summarises(tmp_path: Path) -> No
     before = (sweep_dir / "sweep_summary.csv").read_text()
     (sweep_dir / "sweep_summary.csv").unlink()
     (sweep_dir / "sweep_summary.md").unlink()
-    r2 = run_script("-m", "zoo.sweeps", str(sweep_dir), timeout=120)
+    r2 = run_cli("-m", "zoo.sweeps", str(sweep_dir), timeout=120)
     assert r2.returncode == 0, r2.stderr
     assert (sweep_dir / "sweep_summary.csv").read_text() == before
     assert (sweep_dir / "sweep_summary.md").read_text() == md
 
 
 def _optuna(sweep_dir: Path, seed: int) -> tuple[list[dict[str, str]], dict]:
-    r = run_script("train.py", "hparams_search=optuna", "hydra.sweeper.n_trials=4",
-                   f"hydra.sweeper.sampler.seed={seed}", "hydra.sweeper.sampler.n_startup_trials=2", "model=lenet5",
-                   "data.batch_size=choice(0,64)", "++trainer.fast_dev_run=true",
-                   f"hydra.sweep.dir={sweep_dir}")
+    r = run_cli("train.py", "hparams_search=optuna", "hydra.sweeper.n_trials=4",
+                f"hydra.sweeper.sampler.seed={seed}", "hydra.sweeper.sampler.n_startup_trials=2", "model=lenet5",
+                "data.batch_size=choice(0,64)", "++trainer.fast_dev_run=true",
+                f"hydra.sweep.dir={sweep_dir}")
     assert r.returncode == 0, r.stderr[-3000:]
     trials = [_overrides(sweep_dir / str(i)) for i in range(4)]
     return trials, yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
@@ -200,7 +201,7 @@ def test_submitit_local_launcher_runs_trials(tmp_path: Path) -> None:
 
 
 def test_single_run_that_diverges_exits_2_with_one_line(tmp_path: Path) -> None:
-    r = run_script("train.py", "optimizer=sgd", "optimizer.lr=1e6", *TINY, f"hydra.run.dir={tmp_path}")
+    r = run_cli("train.py", "optimizer=sgd", "optimizer.lr=1e6", *TINY, f"hydra.run.dir={tmp_path}")
     assert r.returncode == 2
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith("error: training diverged: train/loss became ")
@@ -317,8 +318,8 @@ def test_nan_guard_stops_a_loss_that_diverges_to_a_finite_value() -> None:
 
 
 def test_train_py_stops_adam_at_lr_1e4_in_one_line(tmp_path: Path) -> None:
-    proc = run_script("train.py", "optimizer.lr=1e4", "trainer.max_epochs=1", f"hydra.run.dir={tmp_path}",
-                      "callbacks.progress_bar.refresh_rate=0", "trainer.enable_model_summary=false")
+    proc = run_cli("train.py", "optimizer.lr=1e4", "trainer.max_epochs=1", f"hydra.run.dir={tmp_path}",
+                   "callbacks.progress_bar.refresh_rate=0", "trainer.enable_model_summary=false")
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: training diverged: train/loss stayed above 100x"), lines

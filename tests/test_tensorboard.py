@@ -10,7 +10,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
-from tests.conftest import run_script
+from tests.conftest import run_cli
 from zoo.training.callbacks.diagnostics import TensorBoardDiagnostics
 
 
@@ -41,7 +41,7 @@ def _read(tb_dir: Path) -> dict:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     run_dir = tmp_path_factory.mktemp("tb_run")
-    proc = run_script(
+    proc = run_cli(
         "train.py", "model=mlp", "model.depth=2", "model.width=32", "trainer.max_epochs=2",
         "+trainer.limit_train_batches=6", "trainer.log_every_n_steps=1", "callbacks.diagnostics.every_n_steps=4",
         "callbacks.diagnostics.num_wrong=8", "scheduler.warmup_steps=4", "trainer.precision=bf16-mixed",

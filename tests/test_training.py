@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import zoo
-from tests.conftest import run_script
+from tests.conftest import run_cli, run_script
 from zoo.errors import ZooError
 from zoo.models.layers import ACTIVATIONS
 from zoo.training.callbacks.ema import EMA
@@ -169,9 +169,10 @@ COMBINED = ["model=lenet5", "model.activation=tanh", "trainer.max_epochs=2", "+t
 
 @pytest.mark.slow
 def test_deterministic_runs_are_bit_identical(tmp_path: Path) -> None:
+    """One run in a process of its own, the other in the test process (after whatever ran there before)."""
     metrics = []
-    for i in range(2):
-        proc = run_script("train.py", *COMBINED, f"hydra.run.dir={tmp_path / str(i)}")
+    for i, run in enumerate((run_script, run_cli)):
+        proc = run("train.py", *COMBINED, f"hydra.run.dir={tmp_path / str(i)}")
         assert proc.returncode == 0, proc.stderr[-3000:]
         metrics.append(json.loads((tmp_path / str(i) / "metrics.json").read_text()))
     numbers = [{k: v for k, v in m.items() if k != "checkpoint"} for m in metrics]

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
-from tests.conftest import run_script
+from tests.conftest import run_cli
 from tests.test_checkpoints import MNIST_FACTS, write_checkpoint
 from zoo.errors import ZooError
 from zoo.visualize import (
@@ -217,12 +217,12 @@ def test_every_kind_writes_a_png_and_a_tensorboard_image(tmp_path: Path) -> None
 @pytest.mark.slow
 def test_eval_py_visualize_and_a_wrong_layer_in_one_line(tmp_path: Path) -> None:
     ckpt = write_checkpoint(tmp_path / "lenet.ckpt")
-    ok = run_script("eval.py", f"ckpt_path={ckpt}", "visualize=gradcam", f"hydra.run.dir={tmp_path / 'run'}")
+    ok = run_cli("eval.py", f"ckpt_path={ckpt}", "visualize=gradcam", f"hydra.run.dir={tmp_path / 'run'}")
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert (tmp_path / "run" / "visualize_gradcam.png").is_file()  # the checkpoint's own test images
     assert _events(tmp_path / "run") == {"visualize/gradcam"}
-    bad = run_script("eval.py", f"ckpt_path={ckpt}", "visualize=deconv", "visualize.layer=act",
-                     f"hydra.run.dir={tmp_path / 'bad'}")
+    bad = run_cli("eval.py", f"ckpt_path={ckpt}", "visualize=deconv", "visualize.layer=act",
+                  f"hydra.run.dir={tmp_path / 'bad'}")
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1] == (
         "error: visualize.layer=act: it runs 4 times in one forward pass; valid: conv1, conv2")
