@@ -8,7 +8,6 @@ builds its Trainer with :func:`build_trainer`, as training does.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import json
 import math
@@ -22,7 +21,6 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf, open_dict
-from pytorch_lightning.profilers import PassThroughProfiler
 
 from zoo.checkpoint import Record, load_record
 from zoo.cli import check_config
@@ -87,21 +85,6 @@ def trainer_config(cfg: DictConfig) -> DictConfig:
     return trainer_cfg
 
 
-class NoProfiler(PassThroughProfiler):
-    """Lightning's "no profiler", without the generator its stand-in builds for every hook call.
-
-    Lightning wraps each call of a hook (about 80 a training step with the default callbacks) in
-    ``trainer.profiler.profile(name)``, and ``PassThroughProfiler`` answers with a new ``@contextmanager``
-    generator each time; this one returns one shared no-op context (docs/benchmarks.md has the cost).
-    ``+trainer.profiler=simple`` (or ``advanced``, ``pytorch``) profiles as usual.
-    """
-
-    _NO_OP = contextlib.nullcontext()
-
-    def profile(self, action_name: str) -> contextlib.AbstractContextManager:
-        return self._NO_OP
-
-
 def build_trainer(cfg: DictConfig, training: bool = True, **extra: Any) -> pl.Trainer:
     """The Trainer of ``cfg.trainer`` with zoo's checkpoint I/O; its settings' mistakes are one line.
 
@@ -116,8 +99,6 @@ def build_trainer(cfg: DictConfig, training: bool = True, **extra: Any) -> pl.Tr
         loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c and "_target_" in c]
         extra.setdefault("logger", loggers or False)
     extra.setdefault("plugins", [SafeCheckpointIO()])  # every Lightning load is weights-only, saves are atomic
-    if cfg.trainer.get("profiler") is None:
-        extra.setdefault("profiler", NoProfiler())
     try:
         return instantiate(trainer_config(cfg), callbacks=callbacks, **extra)
     except Exception as e:  # Lightning refuses the settings (no GPU for trainer=gpu, fsdp on a CPU, ...)
