@@ -184,6 +184,8 @@ def test_provenance_records_commit_versions_and_command(tmp_path: Path, monkeypa
         assert record["git"]["commit"] == head.stdout.strip() and isinstance(record["git"]["dirty"], bool)
     assert record["python"] == sys.version.split()[0]
     assert record["packages"]["torch"] == metadata.version("torch")
+    provenance.packages()["torch"] = "edited"  # read once per process, and each caller gets its own copy
+    assert provenance.packages()["torch"] == metadata.version("torch")
     assert record["command"] == f"{Path(sys.executable).name} train.py seed=3 model=lenet5"
     assert record["zoo_version"] == PYPROJECT["project"]["version"]
 

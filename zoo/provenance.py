@@ -8,6 +8,7 @@ distribution with its version (a ``pip freeze`` of the environment), the devices
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -55,12 +56,19 @@ def git_state(source: Path | None = None) -> dict[str, Any] | None:
 
 def packages() -> dict[str, str]:
     """Every distribution installed in this environment, name -> version, sorted by name."""
+    return dict(_installed())
+
+
+@functools.cache
+def _installed() -> tuple[tuple[str, str], ...]:
+    """Read once per process (every metadata file of the environment): every job of a sweep shares it, and what a
+    later ``pip install`` changes on disk is not what this process has imported."""
     found: dict[str, str] = {}
     for dist in metadata.distributions():
         name = dist.metadata["Name"]
         if name and name not in found:  # the first on sys.path wins, as it does for imports
             found[name] = dist.version
-    return dict(sorted(found.items(), key=lambda kv: kv[0].lower()))
+    return tuple(sorted(found.items(), key=lambda kv: kv[0].lower()))
 
 
 def collect(argv: list[str] | None = None) -> dict[str, Any]:
