@@ -26,10 +26,14 @@ def test_models_benchmark_prints_a_ratio_per_model_and_variant() -> None:
 
 @pytest.mark.slow
 def test_loop_benchmark_times_all_sides_and_prints_the_overheads() -> None:
-    proc = run_cli("benchmarks/loop.py", "--train-size", "640", "--epochs", "1", "--rounds", "2", "--device", "cpu")
+    variant = "train.py callbacks.curves=null"  # a side with overrides, in the same rounds
+    proc = run_cli("benchmarks/loop.py", "--train-size", "640", "--epochs", "1", "--rounds", "2", "--device", "cpu",
+                   "--variant", "callbacks.curves=null")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    rounds = re.findall(r"^round (\d) (plain|bare|train\.py): ([\d.]+) s wall, ([\d.]+) s CPU$", proc.stdout, re.M)
-    assert sorted((r[0], r[1]) for r in rounds) == [(r, s) for r in "01" for s in ("bare", "plain", "train.py")]
+    rounds = re.findall(r"^round (\d) (plain|bare|train\.py(?: callbacks\.curves=null)?): ([\d.]+) s wall, "
+                        r"([\d.]+) s CPU$", proc.stdout, re.M)
+    assert sorted((r[0], r[1]) for r in rounds) == [(r, s) for r in "01"
+                                                     for s in ("bare", "plain", "train.py", variant)]
     for i, clock in enumerate(("wall", "CPU")):
         m = re.search(rf"^{clock}\s+overhead ([+-][\d.]+)% .* Lightning alone ([+-][\d.]+)%, ours on top of it "
                       rf"([+-][\d.]+)%$", proc.stdout, re.M)
@@ -38,3 +42,10 @@ def test_loop_benchmark_times_all_sides_and_prints_the_overheads() -> None:
         for printed, (a, b) in zip(m.groups(), [("plain", "train.py"), ("plain", "bare"), ("bare", "train.py")]):
             ratios = [y / x for x, y in zip(t[a], t[b])]
             assert float(printed) == pytest.approx(100 * (sum(ratios) / 2 - 1), abs=0.5)  # the median of two
+        m = re.search(rf"^{clock}\s+{re.escape(variant)}: ([+-][\d.]+)% over bare, ([+-][\d.]+)% against train.py$",
+                      proc.stdout, re.M)
+        assert m, proc.stdout
+        t[variant] = [float(r[2 + i]) for r in rounds if r[1] == variant]
+        for printed, base in zip(m.groups(), ("bare", "train.py")):
+            ratios = [y / x for x, y in zip(t[base], t[variant])]
+            assert float(printed) == pytest.approx(100 * (sum(ratios) / 2 - 1), abs=0.5)
