@@ -527,3 +527,97 @@ def test_a_safetensors_header_is_data_too(tmp_path: Path, capsys: pytest.Capture
     good = tmp_path / "good.safetensors"
     save_file(weights, str(good), metadata={"zoo_record": json.dumps(record)})
     assert torch.equal(zoo.load_pretrained(good).fc3.weight, net.fc3.weight)
+
+
+# -- callback states name files that a resumed run deletes ------------------------------------------------------
+
+_RESUMABLE = ["trainer.accelerator=cpu", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
+              "scheduler=none", "test=false", "callbacks.diagnostics=null", "callbacks.curves=null",
+              "callbacks.augmented_batch=null"]
+
+
+@pytest.fixture(scope="module")
+def _one_epoch_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real one-epoch run (its ``last.ckpt`` holds Lightning's ModelCheckpoint states), trained once."""
+    run = tmp_path_factory.mktemp("resumable") / "run"
+    proc = run_cli("train.py", *_RESUMABLE, "trainer.max_epochs=1", f"paths.output_dir={run}",
+                   f"hydra.run.dir={run}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return run
+
+
+def _tampered_copy(run: Path, tmp_path: Path, change) -> tuple[Path, Path]:
+    """A copy of ``run`` whose last.ckpt's best-checkpoint state was changed by ``change(state, victim)``."""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    victim = tmp_path / "notes.txt"
+    victim.write_text("a file the run never wrote")
+    last = copy / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(last, weights_only=True)
+    states = [s for k, s in ckpt["callbacks"].items() if k.startswith("ModelCheckpoint{'monitor': 'val/acc'")]
+    assert len(states) == 1
+    state = states[0]
+    state["dirpath"] = str(copy / "checkpoints")  # the folder it now lives in: Lightning restores the whole state
+    change(state, victim)
+    torch.save(ckpt, last)
+    return last, victim
+
+
+def _aim(state: dict, path: object) -> None:
+    """What an attacker writes: ``path`` as the best (and k-th best) checkpoint, the one a better epoch replaces."""
+    state.update(best_k_models={path: torch.tensor(-1.0)}, kth_best_model_path=path, best_model_path=path,
+                 best_model_score=torch.tensor(-1.0), kth_value=torch.tensor(-1.0))
+
+
+TAMPERED_STATES = {
+    "dot_dot": lambda s, v: _aim(s, f"{s['dirpath']}/../../{v.name}"),
+    "elsewhere": lambda s, v: _aim(s, str(v)),
+    "relative": lambda s, v: _aim(s, f"checkpoints/../{v.name}"),
+    "not_a_name": lambda s, v: s.update(last_model_path=7),
+    "best_k_not_a_mapping": lambda s, v: s.update(best_k_models=[str(v)]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERED_STATES))
+def test_resume_refuses_callback_states_naming_files_outside_the_checkpoint_folder(
+        _one_epoch_run: Path, tmp_path: Path, case: str) -> None:
+    """Lightning's ModelCheckpoint deletes the previous best checkpoint, named by the state it restored from the
+    file, when a resumed run saves a better one: the file must not choose what is deleted."""
+    last, victim = _tampered_copy(_one_epoch_run, tmp_path, TAMPERED_STATES[case])
+    proc = run_cli("train.py", *_RESUMABLE, "trainer.max_epochs=2", f"ckpt_path={last}",
+                   f"paths.output_dir={last.parents[1]}", f"hydra.run.dir={last.parents[1]}")
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr + proc.stdout, proc.stderr[-2000:]
+    assert len(lines) == 1 and lines[0].startswith(f"error: refusing {last}: its ModelCheckpoint state"), lines
+    assert victim.read_text() == "a file the run never wrote"
+
+
+def test_without_the_check_a_tampered_resume_deletes_the_file(_one_epoch_run: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The oracle: with the check switched off, the same resume deletes the file the state names (so the test
+    above tests a real attack), and an untampered resume passes the check."""
+    import zoo.run
+    import zoo.training.callbacks.resume_state as resume_state
+
+    last, victim = _tampered_copy(_one_epoch_run, tmp_path, TAMPERED_STATES["dot_dot"])
+    monkeypatch.setattr(zoo.run, "check_callback_paths", lambda ckpt, source: None)
+    monkeypatch.setattr(resume_state, "check_callback_paths", lambda ckpt, source: None)
+    proc = run_cli("train.py", *_RESUMABLE, "trainer.max_epochs=2", f"ckpt_path={last}",
+                   f"paths.output_dir={last.parents[1]}", f"hydra.run.dir={last.parents[1]}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not victim.exists()
+    monkeypatch.undo()
+    genuine = torch.load(_one_epoch_run / "checkpoints" / "last.ckpt", weights_only=True)
+    resume_state.check_callback_paths(genuine, "genuine")  # a checkpoint train.py wrote passes
+
+
+def test_lightning_resume_checks_callback_paths_too(_one_epoch_run: Path, tmp_path: Path) -> None:
+    """A library user's ``trainer.fit(ckpt_path=...)`` reads through SafeCheckpointIO: the same refusal."""
+    from zoo.training.callbacks.resume_state import SafeCheckpointIO
+
+    last, victim = _tampered_copy(_one_epoch_run, tmp_path, TAMPERED_STATES["elsewhere"])
+    with pytest.raises(ZooError, match="its ModelCheckpoint state names"):
+        SafeCheckpointIO().load_checkpoint(last)
+    assert victim.exists()

@@ -5,11 +5,13 @@ Lightning restores weights, optimizer, schedulers, epoch and step, and every cal
 after a resume would differ from the run that was cut off. :class:`ResumeState` saves the torch, CUDA,
 numpy and Python generators as plain tensors and numbers (a weights-only load reads them), and the
 run directory and last validation numbers (used by ``eval.py ensemble=weighted``).
-:class:`SafeCheckpointIO` makes Lightning read every checkpoint through ``zoo.weights.load_file``.
+:class:`SafeCheckpointIO` makes Lightning read every checkpoint through ``zoo.weights.load_file``, and
+:func:`check_callback_paths` refuses a checkpoint whose callback states name files a resumed run would delete.
 """
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,12 @@ import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.checkpoint_io import CheckpointIO
 
+from zoo.errors import ZooError
 from zoo.weights import atomic_save, load_file, remove_leftovers
+
+# The file names a ModelCheckpoint's state carries: when a resumed run saves a new best (or last) checkpoint, it
+# deletes the previous one, the file its restored state names.
+_PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path")
 
 
 def rng_state() -> dict[str, Any]:
@@ -85,6 +92,33 @@ def saved_val_metrics(ckpt: dict[str, Any]) -> dict[str, float]:
     return {}
 
 
+def check_callback_paths(ckpt: dict[str, Any], source: str | Path) -> None:
+    """Refuse ``ckpt`` if a callback state names a file outside that state's own ``dirpath``.
+
+    Lightning's ModelCheckpoint restores the paths of its best, k-th best and last checkpoints from the file, and
+    a resumed run deletes them when it writes newer ones. Its own guard (the path lies under the checkpoint
+    folder) compares unresolved paths, so ``RUN/checkpoints/../../notes.txt`` passes it. Here every such path must
+    be spelled plainly (no ``..``, nothing to normalise away) and lie under the state's ``dirpath``.
+    """
+    for key, state in (ckpt.get("callbacks") or {}).items():
+        if not isinstance(state, dict) or not any(k in state for k in (*_PATH_KEYS, "best_k_models")):
+            continue
+        name = str(key).split("{")[0]
+        dirpath = state.get("dirpath")
+        best_k = state.get("best_k_models") or {}
+        if not isinstance(best_k, dict):
+            raise ZooError(f"refusing {source}: its {name} state's best_k_models is not a mapping of file names")
+        for path in [*(state.get(k) for k in _PATH_KEYS), *best_k]:
+            if path is None or path == "":
+                continue
+            inside = (isinstance(path, str) and isinstance(dirpath, str) and os.path.normpath(path) == path
+                      and path.startswith(os.path.join(dirpath, "")))
+            if not inside:
+                raise ZooError(f"refusing {source}: its {name} state names {str(path)[:200]!r}, which is not a file "
+                               f"in its checkpoint folder {str(dirpath)[:200]!r} (a resumed run deletes the files "
+                               "this state names)")
+
+
 class SafeCheckpointIO(CheckpointIO):
     """Lightning's checkpoint I/O through zoo: loads with :func:`load_file`, saves with :func:`atomic_save`.
 
@@ -96,8 +130,10 @@ class SafeCheckpointIO(CheckpointIO):
         atomic_save(checkpoint, path)
 
     def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None) -> dict:
-        """Lightning's resume read: weights-only, and the temp files of killed saves in that run are cleared."""
+        """Lightning's resume read: weights-only, callback states checked, and the temp files of killed saves in
+        that run are cleared."""
         ckpt = load_file(path)
+        check_callback_paths(ckpt, path)
         remove_leftovers(Path(path).parent)
         return ckpt
 
