@@ -3,6 +3,8 @@ per-class recall and weight sparsity as test metrics, and the notes_* recipes.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -75,6 +77,41 @@ def test_per_class_recall_and_weight_sparsity_are_test_metrics() -> None:
     assert m["test/recall_mean"] == pytest.approx((1 + 2 / 3 + 0) / 3)
     assert m["test/near_zero_weights"] == pytest.approx(4 / 6)  # 0, 0, 0 and 0.0005 of six weights
 
+
+
+class _Logits(pl.LightningModule):
+    """test_step returns the batch's inputs as its logits."""
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return batch[0]
+
+
+def test_per_class_recall_and_the_tensorboard_per_class_figure_count_alike(tmp_path: Path) -> None:
+    """PerClassRecall (metrics.json) and TensorBoardDiagnostics (TensorBoard) read one count: on the same test
+    batches their per-class values are the same numbers, and both are the recall counted by hand."""
+    from pytorch_lightning.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from zoo.training.callbacks.diagnostics import TensorBoardDiagnostics
+
+    torch.manual_seed(0)
+    logits, y = torch.randn(203, 5), torch.randint(0, 4, (203,))  # class 4 is never a label, only a prediction
+    logits[y == 2, 2] += 3.0  # one class well recognised, so the recalls differ
+    trainer = pl.Trainer(logger=TensorBoardLogger(tmp_path, name="tb"), enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu",
+                         callbacks=[PerClassRecall(), TensorBoardDiagnostics(num_wrong=0, pr_curves_max_classes=0)])
+    trainer.test(_Logits(), DataLoader(TensorDataset(logits, y), batch_size=16), verbose=False)
+    recall = {k[len("test/recall_"):]: float(v) for k, v in trainer.callback_metrics.items()
+              if k.startswith("test/recall_") and k != "test/recall_mean"}
+    events = EventAccumulator(str(next(tmp_path.rglob("events.out.tfevents.*"))), size_guidance={"scalars": 0})
+    events.Reload()
+    shown = {t.rsplit("/", 1)[1]: events.Scalars(t)[-1].value for t in events.Tags()["scalars"]
+              if t.startswith("test/acc_per_class/")}
+    by_hand = {str(c): ((logits.argmax(1) == c) & (y == c)).sum().item() / (y == c).sum().item() for c in range(4)}
+    assert recall == pytest.approx(by_hand) and len(set(by_hand.values())) > 1
+    assert shown == {**recall, "4": 0.0}  # the same float32 numbers; the figure also shows the unseen class
+    assert "test/acc_per_class" in events.Tags()["images"]
+    assert float(trainer.callback_metrics["test/recall_mean"]) == pytest.approx(sum(by_hand.values()) / 4)
 
 NOTES = sorted(p.stem for p in (ROOT / "configs" / "experiment").glob("notes_*.yaml"))
 CASES = [(name, ()) for name in NOTES] + [("notes_maxout", ("model=lenet5",))]  # the README runs both nets

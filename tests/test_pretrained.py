@@ -231,6 +231,54 @@ def test_evaluate_imagenet_refuses_folders_that_are_not_synsets(hub: Path, tmp_p
         pretrained.evaluate_imagenet("resnet18", True, tmp_path / "data", num_workers=0)
 
 
+def test_predict_from_weights_and_from_a_checkpoint_are_one_mechanism(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    """predict= with published weights and predict= with a checkpoint differ only in where the network, the class
+    names and the per-image transform come from: given the same three, the rows, the printed lines, the bytes of
+    predictions.csv (formula-like names escaped, UTF-8) and the unreadable-image error are the same."""
+    from PIL import Image
+
+    from tests.test_checkpoints import legacy_hparams, write_checkpoint
+    from zoo import evaluate
+    from zoo.checkpoint import load_record
+
+    hp = legacy_hparams()
+    names = ["=zéro", "+un", "-deux", "@trois", "quatre", "cinq", "six", "sept", "huit", "neuf"]
+    hp["data"]["facts"]["class_names"] = names
+    path = write_checkpoint(tmp_path / "lenet.ckpt", hp=hp)
+    ckpt, record = load_record(path)
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = torch.Generator().manual_seed(0)
+    for i in range(66):  # past one batch of 64
+        pixels = torch.randint(0, 256, (20 + i % 9, 30, 3), generator=rng, dtype=torch.uint8).numpy()
+        Image.fromarray(pixels).save(images / (f"={i:02d} été.png" if i % 5 == 0 else f"{i:02d}.png"))
+    w = dataclasses.replace(pretrained.select("resnet18", True), categories=tuple(names), num_classes=10)
+    monkeypatch.setattr(pretrained, "select", lambda name, tag: w)
+    monkeypatch.setattr(pretrained, "create_pretrained", lambda name, weights: evaluate.network(ckpt, record))
+    monkeypatch.setattr(pretrained, "eval_transform", lambda weights: evaluate.checkpoint_transform(record.facts))
+
+    monkeypatch.chdir(images)  # predict=. : the image cells are the bare file names
+    capsys.readouterr()
+    from_ckpt = evaluate.predict(str(path), ".", 3, tmp_path / "ckpt")
+    printed_ckpt = capsys.readouterr().out
+    from_weights = pretrained.predict_images("resnet18", True, ".", 3, tmp_path / "weights")
+    printed_weights = capsys.readouterr().out
+    assert len(from_ckpt) == 66 and from_weights == from_ckpt
+    assert printed_weights.replace(str(tmp_path / "weights"), "RUN") == printed_ckpt.replace(str(tmp_path / "ckpt"),
+                                                                                              "RUN")
+    csv_bytes = (tmp_path / "weights" / "predictions.csv").read_bytes()
+    assert csv_bytes == (tmp_path / "ckpt" / "predictions.csv").read_bytes()
+    assert "\r\n'=00 été.png,".encode() in csv_bytes  # escaped and UTF-8 in both
+    (images / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(ZooError) as by_ckpt:
+        evaluate.predict(str(path), str(images), 3, tmp_path / "ckpt")
+    with pytest.raises(ZooError) as by_weights:
+        pretrained.predict_images("resnet18", True, images, 3, tmp_path / "weights")
+    assert str(by_weights.value) == str(by_ckpt.value) == f"predict: {images / 'broken.png'} is not a readable " \
+                                                          f"image (UnidentifiedImageError)"
+
+
 def _env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     env.update(TORCH_HOME=str(tmp_path / "torch"), ZOO_LOG_DIR=str(tmp_path / "stray"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +50,12 @@ def image_files(target: str | Path, option: str = "predict") -> list[Path]:
     return files
 
 
-def load_image(path: Path, facts: Any) -> torch.Tensor:
-    """A file as the checkpoint's data was fed (``facts``: zoo.checkpoint.Facts): its channels, size, normalisation."""
+def read_image(path: Path, transform: Callable[[Any], torch.Tensor]) -> torch.Tensor:
+    """An image file through ``transform`` (an open PIL image -> C x H x W tensor). Every image a user names is
+    read here, so a file too large to decode or not an image at all is refused in the same one line whoever
+    reads it (a checkpoint's predict=, pretrained weights' predict=, visualize.image=)."""
     from PIL import Image, UnidentifiedImageError
 
-    channels, height, width = facts.input_shape[-3:]
     try:
         with warnings.catch_warnings():  # PIL warns of a large image; the check below refuses it in one line
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -62,14 +64,32 @@ def load_image(path: Path, facts: Any) -> torch.Tensor:
             if im.width * im.height > (Image.MAX_IMAGE_PIXELS or float("inf")):
                 raise ZooError(f"predict: {path} is {im.width}x{im.height} pixels, more than the "
                                f"{Image.MAX_IMAGE_PIXELS} this decodes (resize it first)")
-            im = im.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
-            x = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
+            return transform(im)
     except Image.DecompressionBombError as e:  # the header says far more pixels than MAX_IMAGE_PIXELS
         raise ZooError(f"predict: {path} is too large to decode ({e})") from None
     except (UnidentifiedImageError, OSError) as e:
         raise ZooError(f"predict: {path} is not a readable image ({e.__class__.__name__})") from e
-    x = x.view(height, width, -1).permute(2, 0, 1).float().div(255)  # C x H x W in [0, 1]
-    return preprocess(x, facts.to_dict())  # normalised (and whitened) as training fed its data
+
+
+def checkpoint_transform(facts: Any) -> Callable[[Any], torch.Tensor]:
+    """PIL image -> tensor as the checkpoint's data was fed (``facts``: zoo.checkpoint.Facts): its channels, size
+    (resized, not cropped) and normalisation (and whitening)."""
+    from PIL import Image
+
+    channels, height, width = facts.input_shape[-3:]
+
+    def transform(im: Any) -> torch.Tensor:
+        im = im.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
+        x = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
+        x = x.view(height, width, -1).permute(2, 0, 1).float().div(255)  # C x H x W in [0, 1]
+        return preprocess(x, facts.to_dict())  # normalised (and whitened) as training fed its data
+
+    return transform
+
+
+def load_image(path: Path, facts: Any) -> torch.Tensor:
+    """A file as the checkpoint's data was fed (``facts``: zoo.checkpoint.Facts): its channels, size, normalisation."""
+    return read_image(path, checkpoint_transform(facts))
 
 
 def csv_cell(value: Any) -> Any:
@@ -109,18 +129,30 @@ def predict(ckpt_path: str, target: str, topk: int, run_dir: Path) -> list[dict[
     multilabel = facts.task == "multilabel"
     threshold = label_threshold(record) if multilabel else None
     files = image_files(target)
-    net = network(ckpt, record).to(_device())
     names = list(facts.class_names)
     if len(names) != record.num_classes:
         names = [str(i) for i in range(record.num_classes)]
-    k = max(1, min(int(topk), record.num_classes))
+    return predict_files(network(ckpt, record), files, names, checkpoint_transform(facts), topk, run_dir,
+                         threshold)
+
+
+def predict_files(net: torch.nn.Module, files: list[Path], names: list[str],
+                  transform: Callable[[Any], torch.Tensor], topk: int, run_dir: Path,
+                  threshold: float | None = None) -> list[dict[str, Any]]:
+    """What ``predict=`` does once the network is known, whoever supplies it (a checkpoint, pretrained weights):
+    each of ``files`` read through ``transform`` (zoo.evaluate.read_image), 64 a batch on the device; per image
+    the top-k of ``names`` with softmax probabilities, or with a ``threshold`` (a multi-label network) the
+    labels whose sigmoid passes it; one printed line per image and ``run_dir/predictions.csv``."""
+    device = _device()
+    net = net.to(device)
+    k = max(1, min(int(topk), len(names)))
     rows = []
     with torch.no_grad():
         for start in range(0, len(files), 64):
             chunk = files[start : start + 64]
-            x = torch.stack([load_image(f, facts) for f in chunk]).to(_device())
+            x = torch.stack([read_image(f, transform) for f in chunk]).to(device)
             logits = net(x).float()
-            if multilabel:  # one sigmoid per label; a label is present when it passes the threshold
+            if threshold is not None:  # one sigmoid per label; a label is present when it passes the threshold
                 for f, pr in zip(chunk, logits.sigmoid().cpu().tolist()):
                     present = [(n, p) for n, p in zip(names, pr) if p > threshold]
                     rows.append({"image": str(f), "labels": " ".join(n for n, _ in present),

@@ -319,42 +319,18 @@ def create_pretrained(name: str, w: Weights) -> torch.nn.Module:
     return create_model(name, num_classes=w.num_classes or 1000, pretrained=w.tag).eval()
 
 
-def predict_images(name: str, pretrained: bool | str, target: str | Path, topk: int = 5,
-                   run_dir: Path | None = None) -> list[dict[str, Any]]:
-    """The top-k ImageNet class names (the weights' ``categories``) of each image; ``predictions.csv`` in run_dir."""
-    import csv
-
-    from PIL import Image, UnidentifiedImageError
-
-    from zoo.evaluate import image_files
+def predict_images(name: str, pretrained: bool | str, target: str | Path, topk: int, run_dir: Path
+                   ) -> list[dict[str, Any]]:
+    """``predict=`` for published weights: zoo.evaluate's prediction (the same rows, lines and predictions.csv as
+    a checkpoint's) with the weights' ImageNet class names (``categories``) and their own eval transform."""
+    from zoo.evaluate import image_files, predict_files
 
     w = select(name, pretrained)
     names = list(w.categories or [str(i) for i in range(w.num_classes or 1000)])
-    net = create_pretrained(name, w)
+    files = image_files(target)  # a mistyped path is told before any download
     transform = eval_transform(w)
-    k = max(1, min(int(topk), len(names)))
-    rows = []
-    for f in image_files(target):
-        try:
-            with Image.open(f) as im:
-                x = transform(im.convert("RGB"))
-        except (UnidentifiedImageError, OSError) as e:
-            raise ZooError(f"predict: {f} is not a readable image ({e.__class__.__name__})") from e
-        with torch.inference_mode():
-            p, idx = net(x[None]).softmax(1)[0].topk(k)
-        row: dict[str, Any] = {"image": str(f)}
-        for r, (c, pr) in enumerate(zip(idx.tolist(), p.tolist()), start=1):
-            row[f"class_{r}"], row[f"prob_{r}"] = names[c], round(pr, 6)
-        rows.append(row)
-        print(f"{f}: " + ", ".join(f"{names[c]} {pr:.4f}" for c, pr in zip(idx.tolist(), p.tolist())), flush=True)
-    if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with open(run_dir / "predictions.csv", "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        print(f"predictions: {run_dir / 'predictions.csv'}", flush=True)
-    return rows
+    return predict_files(create_pretrained(name, w), files, names, lambda im: transform(im.convert("RGB")), topk,
+                         run_dir)
 
 
 def evaluate_config(cfg: Any, run_dir: Path) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from torch import nn
 from zoo.datamodules.augment import denormalize
 from zoo.errors import ZooError
 from zoo.training.callbacks.figures import class_name, confusion_figure, per_class_figure, wrong_figure
+from zoo.training.callbacks.measures import confusion_counts, labelled_logits, recall_per_class
 
 
 def _strip(name: str) -> str:
@@ -179,19 +180,17 @@ class TensorBoardDiagnostics(Callback):
     @torch.no_grad()
     def on_test_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                           batch_idx: int, dataloader_idx: int = 0) -> None:
-        if not isinstance(outputs, torch.Tensor) or outputs.ndim != 2 or not isinstance(batch, (tuple, list)):
+        labelled = labelled_logits(outputs, batch)
+        if labelled is None:
             return
-        x, y = batch[0], batch[1]
-        if not isinstance(y, torch.Tensor) or y.ndim != 1 or y.is_floating_point():
-            return
-        c = outputs.shape[1]
+        x, (outputs, y) = batch[0], labelled
         probs = outputs.float().softmax(1)
         conf, pred = probs.max(1)
-        if self.pr_curves_max_classes and c <= self.pr_curves_max_classes:
+        if self.pr_curves_max_classes and outputs.shape[1] <= self.pr_curves_max_classes:
             self._probs.append(probs.cpu())
             self._labels.append(y.cpu())
         if self.confusion_matrix or self.per_class:
-            counts = torch.bincount(y * c + pred, minlength=c * c).view(c, c)
+            counts = confusion_counts(outputs, y)  # the count PerClassRecall reads its test/recall_* from
             self._cm = counts if self._cm is None else self._cm + counts
         if self.num_wrong and isinstance(x, torch.Tensor) and x.ndim == 4:
             wrong = (pred != y).nonzero().flatten()
@@ -211,8 +210,7 @@ class TensorBoardDiagnostics(Callback):
         if self._cm is not None and self.confusion_matrix:
             writer.add_figure("test/confusion_matrix", confusion_figure(self._cm.cpu(), names), step)
         if self._cm is not None and self.per_class:  # recall of each class: the diagonal over the row sums
-            cm = self._cm.cpu().double()
-            acc = (cm.diagonal() / cm.sum(1).clamp(min=1)).tolist()
+            acc = recall_per_class(self._cm.cpu().double()).tolist()
             for i, a in enumerate(acc):
                 writer.add_scalar(f"test/acc_per_class/{class_name(names, i)}", a, step)
             writer.add_figure("test/acc_per_class", per_class_figure(acc, names), step)

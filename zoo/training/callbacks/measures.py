@@ -2,7 +2,9 @@
 
 - :class:`PerClassRecall`: ``test/recall_<class>``. Top-1 accuracy hides what an imbalanced training split
   costs the rare classes; the recall of each class (the fraction of its test samples predicted as it) shows
-  it. Counted from the logits ``test_step`` returns, for batches with integer labels; others are skipped.
+  it. Counted from the logits ``test_step`` returns, for batches with integer labels (others are skipped), as a
+  confusion matrix (:func:`confusion_counts`, :func:`recall_per_class`: the count TensorBoardDiagnostics'
+  per-class figures read too).
 - :class:`WeightSparsity`: ``test/near_zero_weights``, the fraction of weights (tensors of two or more
   dimensions, what L1 and weight decay act on) with ``|w| < threshold``: how sparse L1 makes a network.
 - :class:`VarianceShift`: ``test/variance_shift``, per batch-norm layer the variance of its input on the test
@@ -20,40 +22,58 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 
+def labelled_logits(outputs: Any, batch: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The logits (N x classes) ``test_step`` returned and the batch's integer labels (N), or None for a batch
+    without them (regression, sequences, soft or multi-label targets): what per-class counts are taken from."""
+    if not isinstance(outputs, torch.Tensor) or outputs.ndim != 2 or not isinstance(batch, (tuple, list)):
+        return None
+    y = batch[1]
+    if not isinstance(y, torch.Tensor) or y.ndim != 1 or y.is_floating_point():
+        return None
+    return outputs, y
+
+
+def confusion_counts(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """classes x classes counts of one batch: rows the true class, columns the prediction (the argmax of the
+    logits, as ``test/acc`` counts it; sklearn's layout). Summed over batches (and processes), it is the one
+    count that per-class recall (PerClassRecall) and the confusion figures (TensorBoardDiagnostics) are read from."""
+    c = logits.shape[1]
+    return torch.bincount(y * c + logits.argmax(1), minlength=c * c).view(c, c)
+
+
+def recall_per_class(cm: torch.Tensor) -> torch.Tensor:
+    """Each class's recall, the fraction of its samples predicted as it: the diagonal over the row sums (0 for a
+    class without samples), as float32 for integer counts or in ``cm``'s floating dtype."""
+    return cm.diagonal() / cm.sum(1).clamp(min=1)
+
+
 class PerClassRecall(Callback):
     """Logs ``test/recall_<name>`` per class and ``test/recall_mean`` (the balanced accuracy) after testing."""
 
     def __init__(self) -> None:
-        self.hits: torch.Tensor | None = None
-        self.counts: torch.Tensor | None = None
+        self.cm: torch.Tensor | None = None
 
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.hits = self.counts = None
+        self.cm = None
 
     @torch.no_grad()
     def on_test_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                           batch_idx: int, dataloader_idx: int = 0) -> None:
-        if not isinstance(outputs, torch.Tensor) or outputs.ndim != 2 or not isinstance(batch, (tuple, list)):
-            return
-        y = batch[1]
-        if not isinstance(y, torch.Tensor) or y.ndim != 1 or y.is_floating_point():
-            return
-        c = outputs.shape[1]
-        hits = torch.bincount(y[outputs.argmax(1) == y], minlength=c)
-        counts = torch.bincount(y, minlength=c)
-        self.hits = hits if self.hits is None else self.hits + hits
-        self.counts = counts if self.counts is None else self.counts + counts
+        labelled = labelled_logits(outputs, batch)
+        if labelled is not None:
+            counts = confusion_counts(*labelled)
+            self.cm = counts if self.cm is None else self.cm + counts
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.hits is None:
+        if self.cm is None:
             return
-        hits, counts = pl_module.all_gather(self.hits), pl_module.all_gather(self.counts)
-        if hits.ndim == 2:  # one row per process
-            hits, counts = hits.sum(0), counts.sum(0)
+        cm = pl_module.all_gather(self.cm)
+        if cm.ndim == 3:  # one matrix per process
+            cm = cm.sum(0)
         facts = (pl_module.hparams.get("data") or {}).get("facts", {}) if hasattr(pl_module, "hparams") else {}
-        names = [str(n) for n in facts.get("class_names") or range(len(hits))]
-        present = counts > 0
-        recall = hits.float() / counts.clamp(min=1)
+        names = [str(n) for n in facts.get("class_names") or range(len(cm))]
+        present = cm.sum(1) > 0
+        recall = recall_per_class(cm)
         for name, r, ok in zip(names, recall, present):
             if ok:
                 pl_module.log(f"test/recall_{name}", r)
