@@ -532,13 +532,14 @@ def test_a_safetensors_header_is_data_too(tmp_path: Path, capsys: pytest.Capture
 # -- callback states name files that a resumed run deletes ------------------------------------------------------
 
 _RESUMABLE = ["trainer.accelerator=cpu", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
-              "scheduler=none", "test=false", "callbacks.diagnostics=null", "callbacks.curves=null",
-              "callbacks.augmented_batch=null"]
+              "scheduler=none", "test=false", "callbacks.diagnostics=null", "callbacks.augmented_batch=null",
+              "callbacks=[default,ema,early_stopping]"]  # every callback with a state
 
 
 @pytest.fixture(scope="module")
 def _one_epoch_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real one-epoch run (its ``last.ckpt`` holds Lightning's ModelCheckpoint states), trained once."""
+    """A real one-epoch run whose ``last.ckpt`` holds the state of every stateful callback zoo configures
+    (ModelCheckpoint, EarlyStopping, EMA, EpochCurves, ResumeState), trained once."""
     run = tmp_path_factory.mktemp("resumable") / "run"
     proc = run_cli("train.py", *_RESUMABLE, "trainer.max_epochs=1", f"paths.output_dir={run}",
                    f"hydra.run.dir={run}")
@@ -596,21 +597,18 @@ def test_resume_refuses_callback_states_naming_files_outside_the_checkpoint_fold
 
 def test_without_the_check_a_tampered_resume_deletes_the_file(_one_epoch_run: Path, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """The oracle: with the check switched off, the same resume deletes the file the state names (so the test
-    above tests a real attack), and an untampered resume passes the check."""
+    """The oracle: with the check switched off, the same resume deletes the file the state names, so the test
+    above tests a real attack."""
     import zoo.run
     import zoo.training.callbacks.resume_state as resume_state
 
     last, victim = _tampered_copy(_one_epoch_run, tmp_path, TAMPERED_STATES["dot_dot"])
-    monkeypatch.setattr(zoo.run, "check_callback_paths", lambda ckpt, source: None)
-    monkeypatch.setattr(resume_state, "check_callback_paths", lambda ckpt, source: None)
+    monkeypatch.setattr(zoo.run, "check_callback_states", lambda ckpt, source: None)
+    monkeypatch.setattr(resume_state, "check_callback_states", lambda ckpt, source: None)
     proc = run_cli("train.py", *_RESUMABLE, "trainer.max_epochs=2", f"ckpt_path={last}",
                    f"paths.output_dir={last.parents[1]}", f"hydra.run.dir={last.parents[1]}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert not victim.exists()
-    monkeypatch.undo()
-    genuine = torch.load(_one_epoch_run / "checkpoints" / "last.ckpt", weights_only=True)
-    resume_state.check_callback_paths(genuine, "genuine")  # a checkpoint train.py wrote passes
 
 
 def test_lightning_resume_checks_callback_paths_too(_one_epoch_run: Path, tmp_path: Path) -> None:
@@ -618,6 +616,46 @@ def test_lightning_resume_checks_callback_paths_too(_one_epoch_run: Path, tmp_pa
     from zoo.training.callbacks.resume_state import SafeCheckpointIO
 
     last, victim = _tampered_copy(_one_epoch_run, tmp_path, TAMPERED_STATES["elsewhere"])
-    with pytest.raises(ZooError, match="its ModelCheckpoint state names"):
+    with pytest.raises(ZooError, match="its ModelCheckpoint state is not what ModelCheckpoint saves: it names"):
         SafeCheckpointIO().load_checkpoint(last)
     assert victim.exists()
+
+
+def _set(path: tuple[str, ...], value: object):
+    def change(states: dict) -> None:
+        node = states[next(k for k in states if k.split("{")[0] == path[0])]  # the first with that name
+        for k in path[1:-1]:
+            node = node[k]
+        node[path[-1]] = value
+    return change
+
+
+TAMPERED_VALUES = {
+    "rng_not_a_tensor": (_set(("ResumeState", "rng", "torch"), [1, 2, 3]), "its random-generator states"),
+    "rng_short_python": (_set(("ResumeState", "rng", "python", "state"), [1] * 3), "its random-generator states"),
+    "rng_numpy_kind": (_set(("ResumeState", "rng", "numpy", "kind"), "PCG64"), "its random-generator states"),
+    "val_text": (_set(("ResumeState", "val"), {"val/acc": "high"}), "its val numbers"),
+    "curves_text": (_set(("EpochCurves", "history"), {"val/acc": {"one": 0.5}}), "its history"),
+    "ema_updates": (_set(("EMA", "num_updates"), "many"), "its num_updates"),
+    "ema_raw": (_set(("EMA", "raw"), {"net.fc1.weight": "w"}), "its num_updates"),
+    "early_stopping_wait": (_set(("EarlyStopping", "wait_count"), -1), "its counters"),
+    "checkpoint_score": (_set(("ModelCheckpoint", "best_model_score"), "best"), "its scores"),
+    "not_a_mapping": (lambda states: states.update(EMA=None), "its EMA state is not what EMA saves: it is not a map"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERED_VALUES))
+def test_every_callback_state_is_checked_before_it_is_restored(_one_epoch_run: Path, case: str) -> None:
+    """A callback state is data restored into the callback as it is: one that is not what the callback saves
+    is refused in one line (it would end in a traceback mid-run), and an untouched one passes."""
+    from zoo.training.callbacks.resume_state import check_callback_states
+
+    ckpt = torch.load(_one_epoch_run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert {k.split("{")[0] for k in ckpt["callbacks"]} >= {"ModelCheckpoint", "EarlyStopping", "EMA", "EpochCurves",
+                                                           "ResumeState"}
+    check_callback_states(ckpt, "genuine")
+    change, message = TAMPERED_VALUES[case]
+    change(ckpt["callbacks"])
+    with pytest.raises(ZooError, match=re.escape(message)) as err:
+        check_callback_states(ckpt, "tampered.ckpt")
+    assert str(err.value).startswith("refusing tampered.ckpt: its ") and "\n" not in str(err.value)

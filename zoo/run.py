@@ -28,7 +28,7 @@ from zoo.errors import ZooError, causes
 from zoo.init import init_weights
 from zoo.provenance import record as record_provenance
 from zoo.training.callbacks.progress import quiet_lightning
-from zoo.training.callbacks.resume_state import ResumeState, SafeCheckpointIO, check_callback_paths
+from zoo.training.callbacks.resume_state import ResumeState, SafeCheckpointIO, check_callback_states
 from zoo.training.tasks import task_class
 from zoo.weights import load_checkpoint
 
@@ -247,7 +247,7 @@ def check_resume(cfg: DictConfig, ckpt_path: str) -> None:
     names files outside its checkpoint folder in its callback states, or its schedule ends before
     ``trainer.max_epochs`` (train.py runs this before Hydra writes into the run)."""
     ckpt, record = load_record(ckpt_path)
-    check_callback_paths(ckpt, ckpt_path)
+    check_callback_states(ckpt, ckpt_path)
     saved, asked = record.model, cfg.model.get("name")
     if saved != asked:
         raise ZooError(f"ckpt_path={ckpt_path} holds a {saved!r} model, but model={asked!r} was asked to resume it")

@@ -6,7 +6,8 @@ after a resume would differ from the run that was cut off. :class:`ResumeState` 
 numpy and Python generators as plain tensors and numbers (a weights-only load reads them), and the
 run directory and last validation numbers (used by ``eval.py ensemble=weighted``).
 :class:`SafeCheckpointIO` makes Lightning read every checkpoint through ``zoo.weights.load_file``, and
-:func:`check_callback_paths` refuses a checkpoint whose callback states name files a resumed run would delete.
+:func:`check_callback_states` refuses a checkpoint whose callback states are not what those callbacks save (among
+them file names a resumed run would delete).
 """
 
 from __future__ import annotations
@@ -92,31 +93,114 @@ def saved_val_metrics(ckpt: dict[str, Any]) -> dict[str, float]:
     return {}
 
 
-def check_callback_paths(ckpt: dict[str, Any], source: str | Path) -> None:
-    """Refuse ``ckpt`` if a callback state names a file outside that state's own ``dirpath``.
+def _is_number(v: Any) -> bool:
+    """A score as Lightning saves it: None, a real number, or a one-element floating/integer tensor."""
+    if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)):
+        return True
+    return isinstance(v, torch.Tensor) and v.numel() == 1 and not v.is_complex() and v.dtype != torch.bool
 
-    Lightning's ModelCheckpoint restores the paths of its best, k-th best and last checkpoints from the file, and
-    a resumed run deletes them when it writes newer ones. Its own guard (the path lies under the checkpoint
-    folder) compares unresolved paths, so ``RUN/checkpoints/../../notes.txt`` passes it. Here every such path must
-    be spelled plainly (no ``..``, nothing to normalise away) and lie under the state's ``dirpath``.
-    """
-    for key, state in (ckpt.get("callbacks") or {}).items():
-        if not isinstance(state, dict) or not any(k in state for k in (*_PATH_KEYS, "best_k_models")):
+
+def _is_int(v: Any, low: int = 0, high: int | None = None) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= low and (high is None or v <= high)
+
+
+def _checkpoint_state_problem(state: dict[str, Any]) -> str | None:
+    """ModelCheckpoint: every file it names lies plainly in its ``dirpath``; its scores are numbers."""
+    dirpath = state.get("dirpath")
+    best_k = state.get("best_k_models") or {}
+    if not isinstance(best_k, dict):
+        return "its best_k_models is not a mapping of file names to scores"
+    for path in [*(state.get(k) for k in _PATH_KEYS), *best_k]:
+        if path is None or path == "":
             continue
+        inside = (isinstance(path, str) and isinstance(dirpath, str) and os.path.normpath(path) == path
+                  and path.startswith(os.path.join(dirpath, "")))
+        if not inside:
+            return (f"it names {str(path)[:200]!r}, which is not a file in its checkpoint folder "
+                    f"{str(dirpath)[:200]!r} (a resumed run deletes the files this state names)")
+    scores = [state.get(k) for k in ("best_model_score", "kth_value", "current_score")] + list(best_k.values())
+    if not all(_is_number(v) for v in scores):
+        return "its scores are not numbers"
+    return None
+
+
+def _resume_state_problem(state: dict[str, Any]) -> str | None:
+    """ResumeState: the generators in the shapes :func:`rng_state` writes them, and ``val`` numbers."""
+    rng = state.get("rng")
+    if rng:
+        try:
+            n, p = rng["numpy"], rng["python"]
+            ok = (isinstance(rng["torch"], torch.Tensor) and rng["torch"].dtype == torch.uint8
+                  and n["kind"] == "MT19937" and isinstance(n["keys"], torch.Tensor)
+                  and tuple(n["keys"].shape) == (624,) and _is_int(n["pos"], 0, 624)
+                  and _is_int(n["has_gauss"], 0, 1) and isinstance(n["cached"], float)
+                  and _is_int(p["version"]) and isinstance(p["state"], list) and len(p["state"]) == 625
+                  and all(_is_int(x, 0, 2**32) for x in p["state"])
+                  and (p["gauss"] is None or isinstance(p["gauss"], float))
+                  and all(isinstance(t, torch.Tensor) and t.dtype == torch.uint8 for t in rng.get("cuda", [])))
+        except (KeyError, TypeError, AttributeError):
+            ok = False
+        if not ok:
+            return "its random-generator states are not the tensors and numbers ResumeState writes"
+    val = state.get("val") or {}
+    if not (isinstance(val, dict) and all(isinstance(k, str) and _is_number(v) for k, v in val.items())):
+        return "its val numbers are not numbers"
+    return None
+
+
+def _curves_problem(state: dict[str, Any]) -> str | None:
+    """EpochCurves: ``{metric: {epoch: number}}``."""
+    history = state.get("history") or {}
+    ok = isinstance(history, dict) and all(
+        isinstance(tag, str) and isinstance(points, dict)
+        and all(_is_int(e) and _is_number(v) for e, v in points.items()) for tag, points in history.items())
+    return None if ok else "its history is not {metric: {epoch: number}}"
+
+
+def _ema_problem(state: dict[str, Any]) -> str | None:
+    """EMA: an update count, its decay, and the raw weights as tensors."""
+    raw = state.get("raw") or {}
+    ok = (_is_int(state.get("num_updates", 0)) and _is_number(state.get("decay")) and isinstance(raw, dict)
+          and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in raw.items()))
+    return None if ok else "its num_updates, decay and raw weights are not an integer, a number and tensors"
+
+
+def _early_stopping_problem(state: dict[str, Any]) -> str | None:
+    """Lightning's EarlyStopping: counters and the best score."""
+    ok = all(_is_int(state.get(k, 0)) for k in ("wait_count", "stopped_epoch", "patience"))
+    return None if ok and _is_number(state.get("best_score")) else "its counters and best score are not numbers"
+
+
+# What the states of the callbacks zoo's configs name may hold. Each is data from the file that Lightning's
+# load_state_dict puts into the callback as it is, so it is checked before anything is built.
+_STATE_CHECKS = {
+    "ModelCheckpoint": _checkpoint_state_problem,
+    "ResumeState": _resume_state_problem,
+    "EpochCurves": _curves_problem,
+    "EMA": _ema_problem,
+    "EarlyStopping": _early_stopping_problem,
+}
+
+
+def check_callback_states(ckpt: dict[str, Any], source: str | Path) -> None:
+    """Refuse ``ckpt`` in one line if the state of a callback zoo configures is not what that callback saves.
+
+    The dangerous one: Lightning's ModelCheckpoint restores the paths of its best, k-th best and last checkpoints
+    and a resumed run deletes them when it writes newer ones. Its own guard (the path lies under the checkpoint
+    folder) compares unresolved paths, so ``RUN/checkpoints/../../notes.txt`` passes it; here every such path
+    must be spelled plainly and lie under the state's ``dirpath``. The others would end in a traceback mid-run.
+    """
+    callbacks = ckpt.get("callbacks") or {}
+    if not isinstance(callbacks, dict):
+        raise ZooError(f"refusing {source}: its callback states are not a mapping")
+    for key, state in callbacks.items():
         name = str(key).split("{")[0]
-        dirpath = state.get("dirpath")
-        best_k = state.get("best_k_models") or {}
-        if not isinstance(best_k, dict):
-            raise ZooError(f"refusing {source}: its {name} state's best_k_models is not a mapping of file names")
-        for path in [*(state.get(k) for k in _PATH_KEYS), *best_k]:
-            if path is None or path == "":
-                continue
-            inside = (isinstance(path, str) and isinstance(dirpath, str) and os.path.normpath(path) == path
-                      and path.startswith(os.path.join(dirpath, "")))
-            if not inside:
-                raise ZooError(f"refusing {source}: its {name} state names {str(path)[:200]!r}, which is not a file "
-                               f"in its checkpoint folder {str(dirpath)[:200]!r} (a resumed run deletes the files "
-                               "this state names)")
+        check = _STATE_CHECKS.get(name)
+        if check is None:
+            continue  # a callback this run does not have: Lightning does not restore it
+        problem = check(state) if isinstance(state, dict) else "it is not a mapping"
+        if problem:
+            raise ZooError(f"refusing {source}: its {name} state is not what {name} saves: {problem}")
 
 
 class SafeCheckpointIO(CheckpointIO):
@@ -133,7 +217,7 @@ class SafeCheckpointIO(CheckpointIO):
         """Lightning's resume read: weights-only, callback states checked, and the temp files of killed saves in
         that run are cleared."""
         ckpt = load_file(path)
-        check_callback_paths(ckpt, path)
+        check_callback_states(ckpt, path)
         remove_leftovers(Path(path).parent)
         return ckpt
 
