@@ -251,6 +251,98 @@ def test_strict_mismatch_lists_keys_and_names_the_model_the_file_belongs_to(tmp_
     assert torch.equal(partial.conv1.weight, torch.load(tmp_path / "r18.pth")["conv1.weight"])
 
 
+# -- DenseNet's CIFAR stem before 2026-12-01 -----------------------------------------------------------------
+# zoo's CIFAR stem was conv0-norm0-relu0 until then (the authors' is the bare conv it is now): those checkpoints
+# name no stem_norm, their weights hold features.norm0, and they load as the network that was trained.
+
+
+def old_stem_densenet(name: str, stem: str = "cifar", stem_norm: bool | None = True) -> torch.nn.Module:
+    """The network as zoo built it then (1 channel, 10 classes), with seeded BN statistics so that norm0 matters."""
+    import zoo
+
+    torch.manual_seed(0)
+    net = zoo.create_model(name, num_classes=10, in_channels=1, stem=stem, stem_norm=stem_norm)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 1.5)
+            torch.nn.init.uniform_(m.weight, 0.5, 1.5)
+            torch.nn.init.uniform_(m.bias, -0.5, 0.5)
+    return net.eval()
+
+
+def densenet_hparams(model: dict, record: bool) -> dict:
+    """``hyper_parameters`` of a DenseNet trained on the embedded digits: the layout before the record (``_target_``
+    configs, as train.py wrote until 2026-12-01) or the record's; neither names ``stem_norm``."""
+    from zoo.checkpoint import Record
+
+    hp = legacy_hparams()
+    hp["model"] = {**model, "pretrained": None, "freeze": None, "compile": False}
+    hp["data"]["config"]["test_size"] = 32  # one test batch: eval.py stays fast
+    return Record.from_hparams(hp, "test").to_dict() if record else hp
+
+
+def save_densenet(path: Path, weights: dict[str, torch.Tensor], hp: dict) -> Path:
+    torch.save({"state_dict": {f"net.{k}": v for k, v in weights.items()}, "hyper_parameters": hp}, path)
+    return path
+
+
+def test_a_densenet_checkpoint_of_the_old_cifar_stem_evaluates_as_trained(tmp_path: Path) -> None:
+    """``python train.py model=densenet121`` on the digits before 2026-12-01 (``stem: auto`` -> cifar at 28 px):
+    ``eval.py`` rebuilds its conv0-norm0-relu0 stem from the weights and tests the network that was trained."""
+    from zoo.checkpoint import load_record
+
+    net = old_stem_densenet("densenet121")
+    hp = densenet_hparams({"name": "densenet121", "stem": "auto", "bn_size": 4, "drop_rate": 0.0,
+                           "memory_efficient": False}, record=False)
+    path = save_densenet(tmp_path / "old.ckpt", net.state_dict(), hp)
+    proc = run_cli("eval.py", f"ckpt_path={path}", f"paths.output_dir={tmp_path / 'eval'}", "trainer.accelerator=cpu")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    # oracle: the original network on the checkpoint's own test split, its loss (label smoothing 0.1) by hand
+    _, record = load_record(path)
+    (x, y), = list(record.datamodule().test_dataloader())
+    assert len(y) == 32
+    with torch.no_grad():
+        logits = net(x)
+    assert metrics["test/acc"] == pytest.approx((logits.argmax(1) == y).float().mean().item(), abs=1e-6)
+    loss = torch.nn.functional.cross_entropy(logits, y, label_smoothing=0.1).item()
+    assert metrics["test/loss"] == pytest.approx(loss, rel=1e-5)
+
+
+@pytest.mark.parametrize("record", [False, True], ids=["before_the_record", "record"])
+def test_the_old_cifar_stem_loads_by_itself_and_other_stems_are_untouched(tmp_path: Path, record: bool) -> None:
+    import zoo
+    from zoo.errors import ZooError
+
+    cases = {"old": ("cifar", True), "new": ("cifar", None), "imagenet": ("imagenet", None)}
+    for case, (stem, stem_norm) in cases.items():
+        net = old_stem_densenet("densenet_bc_100_12", stem, stem_norm)
+        hp = densenet_hparams({"name": "densenet_bc_100_12", "stem": stem}, record)
+        path = save_densenet(tmp_path / f"{case}.ckpt", net.state_dict(), hp)
+        loaded = zoo.load_pretrained(path)
+        assert list(loaded.state_dict()) == list(net.state_dict()), case
+        assert ("norm0" in dict(loaded.features.named_children())) == (case != "new"), case
+        assert ("pool0" in dict(loaded.features.named_children())) == (case == "imagenet"), case
+        size = 64 if case == "imagenet" else 16  # the ImageNet stem needs 32 pixels or more
+        x = torch.randn(2, 1, size, size)
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(x), net(x), atol=0, rtol=0, msg=case)
+        if case == "old":  # a bare state dict of then, with its architecture's name, loads the same way
+            bare = zoo.load_pretrained(net.state_dict(), name="densenet_bc_100_12", in_channels=1, num_classes=10)
+            with torch.no_grad():
+                torch.testing.assert_close(bare(x), net(x), atol=0, rtol=0)
+    # a corrupt mixture: norm0's keys there, their shapes wrong; still the one-line mismatch
+    sd = old_stem_densenet("densenet_bc_100_12").state_dict()
+    sd.update({k: v[:5] for k, v in sd.items() if k.startswith("features.norm0.") and v.ndim == 1})
+    path = save_densenet(tmp_path / "corrupt.ckpt", sd, densenet_hparams({"name": "densenet_bc_100_12",
+                                                                          "stem": "cifar"}, record))
+    with pytest.raises(ZooError) as e:
+        zoo.load_pretrained(path)
+    msg = str(e.value)
+    assert "\n" not in msg and "shape mismatches (file vs model): features.norm0.weight (5,) vs (24,)" in msg
+
+
 # -- fine-tuning --------------------------------------------------------------------------------------------
 
 

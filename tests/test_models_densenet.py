@@ -263,3 +263,23 @@ def test_old_cifar_stem_traces_with_fx_and_keeps_its_input_check() -> None:
         assert out["stem"].shape == (1, 24, 16, 16) and out["out"].shape == (1, 10)
         with pytest.raises(ZooError, match="at least 8x8"):
             extractor(torch.empty(1, 3, 7, 7))
+
+
+@pytest.mark.parametrize("model,image_size,added", [
+    ({"name": "densenet121", "stem": "auto"}, 28, {"stem_norm": True}),  # `stem: auto` below 64 px: cifar
+    ({"name": "densenet121", "stem": "cifar", "stem_norm": None}, None, {"stem_norm": True}),
+    ({"name": "densenet_bc_100_12"}, None, {"stem_norm": True}),  # the builder's default stem: cifar
+    ({"name": "densenet121", "stem": "auto"}, 224, {}),  # the ImageNet stem has its norm0 anyway
+    ({"name": "densenet121"}, None, {}),
+    ({"name": "densenet_bc_100_12", "stem_norm": False}, None, {}),  # a value the config sets is kept
+])
+def test_options_for_weights_reads_the_old_stem_off_the_keys(model: dict, image_size: int | None,
+                                                             added: dict) -> None:
+    from zoo.registry import options_for_weights
+
+    assert entry(model["name"]).options_from_weights is D.stem_options  # the fact lives on the registry entry
+    with_norm0 = {"features.conv0.weight": torch.zeros(1), "features.norm0.weight": torch.zeros(1)}
+    assert options_for_weights(model, with_norm0, image_size) == {**model, **added}
+    assert options_for_weights(model, {"features.conv0.weight": torch.zeros(1)}, image_size) == model
+    assert options_for_weights({"name": "resnet18", "stem": "cifar"}, with_norm0) == {"name": "resnet18",
+                                                                                     "stem": "cifar"}

@@ -14,7 +14,8 @@ turning the quadratic activation memory of a block into linear; outputs and grad
 
 Until 2026-12-01 zoo's CIFAR stem was conv0-norm0-relu0 (a BN-ReLU after the conv); the authors' is the bare conv
 that ``stem="cifar"`` builds now. A BN followed by a ReLU cannot be folded into the conv, so ``stem_norm=True``
-builds the old stem exactly, for the checkpoints and state dicts written then.
+builds the old stem exactly, and a checkpoint or state dict written then (a ``features.norm0`` in a CIFAR-stem
+DenseNet) gets it by itself: :func:`stem_options` is the registry entry's ``options_from_weights``.
 
 State-dict keys are torchvision's (``features.denseblock1.denselayer1.norm1``, ``features.transition1.conv``,
 ``classifier``). The published weight files predate that naming (``denselayer1.norm.1``) and BN's
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -217,9 +219,18 @@ def convert_published(state_dict: dict[str, Any]) -> dict[str, Any]:
     return fill_bn_counters(convert_legacy_keys(state_dict))
 
 
+def stem_options(arch: dict[str, Any], weights: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """``stem_norm=True`` for the weights of a CIFAR-stem DenseNet that hold ``features.norm0``: zoo's stem before
+    2026-12-01, whose records say only ``stem="cifar"`` (``arch``: the record's options, the stem resolved)."""
+    if arch.get("stem") == "cifar" and "features.norm0.weight" in weights:
+        return {"stem_norm": True}
+    return {}
+
+
 # ImageNet stem /4, then a /2 per transition: 32 pixels reach the last block as 1x1 (CIFAR stem: 8).
 _DENSENET = dict(family="densenet", paper="Huang et al., Densely Connected Convolutional Networks", year=2016,
-                 min_size={"imagenet": 32, "cifar": 8}, state_dict_converter=convert_published)
+                 min_size={"imagenet": 32, "cifar": 8}, state_dict_converter=convert_published,
+                 options_from_weights=stem_options)
 
 
 def _densenet(growth_rate: int, block_config: tuple[int, ...], num_init_features: int, num_classes: int,
