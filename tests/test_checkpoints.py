@@ -343,6 +343,34 @@ def test_the_old_cifar_stem_loads_by_itself_and_other_stems_are_untouched(tmp_pa
     assert "\n" not in msg and "shape mismatches (file vs model): features.norm0.weight (5,) vs (24,)" in msg
 
 
+@pytest.mark.slow
+def test_a_run_of_the_old_cifar_stem_resumes_as_the_network_it_trained(tmp_path: Path) -> None:
+    """A run of then, cut after its first epoch: its checkpoint and run directory name no stem_norm (the option
+    came later), and ``ckpt_path=`` continues training that network, where it had stopped."""
+    import yaml
+
+    run = tmp_path / "run"
+    small = ["model=densenet_bc_100_12", "scheduler=step", "trainer.accelerator=cpu", "+trainer.limit_train_batches=2",
+             "+trainer.limit_val_batches=1", "data.batch_size=8", "data.val_size=8", "data.test_size=8",
+             "data.eval_batch_size=8", "trainer.enable_model_summary=false", "test=false"]
+    proc = _train([*small, "+model.stem_norm=true", "trainer.max_epochs=1", f"hydra.run.dir={run}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    last = run / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(last, weights_only=True)
+    del ckpt["hyper_parameters"]["model_kwargs"]["stem_norm"]  # as a checkpoint written before 2026-12-01
+    torch.save(ckpt, last)
+    overrides = run / ".hydra" / "overrides.yaml"
+    overrides.write_text(yaml.safe_dump([o for o in yaml.safe_load(overrides.read_text()) if "stem_norm" not in o]))
+    proc = _train([f"ckpt_path={last}", "trainer.max_epochs=2"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"note: {last} resumes with model.stem_norm=true (what its weights need)" in proc.stdout
+    resumed = torch.load(last, weights_only=True)
+    assert (resumed["epoch"], resumed["global_step"]) == (1, 4)  # epoch 2 after epoch 1: 2 + 2 steps
+    assert resumed["hyper_parameters"]["model_kwargs"]["stem_norm"] is True  # its record now says so
+    norm0 = "net.features.norm0.weight"
+    assert not torch.equal(resumed["state_dict"][norm0], ckpt["state_dict"][norm0])  # and trained on
+
+
 # -- fine-tuning --------------------------------------------------------------------------------------------
 
 
