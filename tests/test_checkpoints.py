@@ -414,6 +414,30 @@ def test_finetune_from_pretrained_with_other_classes_and_frozen_backbone(tmp_pat
     assert tuned["net.fc3.weight"].shape == (10, 84)
 
 
+def test_finetuning_from_the_old_cifar_stem_says_the_option_its_weights_need(tmp_path: Path) -> None:
+    """A fine-tune builds the network its config asks for; from old-stem weights the one-line mismatch says how to
+    ask for theirs, and with it the weights load as they were."""
+    import zoo
+    from zoo.errors import ZooError
+    from zoo.training.finetune import load_pretrained_into
+
+    old = old_stem_densenet("densenet_bc_100_12")
+    path = save_densenet(tmp_path / "old.ckpt", old.state_dict(),
+                         densenet_hparams({"name": "densenet_bc_100_12", "stem": "cifar"}, record=True))
+    head = {"classifier.weight", "classifier.bias"}
+    new = zoo.create_model("densenet_bc_100_12", num_classes=10, in_channels=1)
+    with pytest.raises(ZooError) as e:
+        load_pretrained_into(new, path, "densenet_bc_100_12", head)
+    msg = str(e.value)
+    assert "\n" not in msg and "unexpected keys: features.norm0.weight" in msg
+    assert msg.endswith("(these weights need ++model.stem_norm=true)")
+    net = zoo.create_model("densenet_bc_100_12", num_classes=10, in_channels=1, stem_norm=True).eval()
+    assert load_pretrained_into(net, path, "densenet_bc_100_12", head) is None
+    x = torch.randn(2, 1, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), old(x), atol=0, rtol=0)
+
+
 # -- predicting ---------------------------------------------------------------------------------------------
 
 
