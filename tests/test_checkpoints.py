@@ -251,6 +251,126 @@ def test_strict_mismatch_lists_keys_and_names_the_model_the_file_belongs_to(tmp_
     assert torch.equal(partial.conv1.weight, torch.load(tmp_path / "r18.pth")["conv1.weight"])
 
 
+# -- DenseNet's CIFAR stem before 2026-12-01 -----------------------------------------------------------------
+# zoo's CIFAR stem was conv0-norm0-relu0 until then (the authors' is the bare conv it is now): those checkpoints
+# name no stem_norm, their weights hold features.norm0, and they load as the network that was trained.
+
+
+def old_stem_densenet(name: str, stem: str = "cifar", stem_norm: bool | None = True) -> torch.nn.Module:
+    """The network as zoo built it then (1 channel, 10 classes), with seeded BN statistics so that norm0 matters."""
+    import zoo
+
+    torch.manual_seed(0)
+    net = zoo.create_model(name, num_classes=10, in_channels=1, stem=stem, stem_norm=stem_norm)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 1.5)
+            torch.nn.init.uniform_(m.weight, 0.5, 1.5)
+            torch.nn.init.uniform_(m.bias, -0.5, 0.5)
+    return net.eval()
+
+
+def densenet_hparams(model: dict, record: bool) -> dict:
+    """``hyper_parameters`` of a DenseNet trained on the embedded digits: the layout before the record (``_target_``
+    configs, as train.py wrote until 2026-12-01) or the record's; neither names ``stem_norm``."""
+    from zoo.checkpoint import Record
+
+    hp = legacy_hparams()
+    hp["model"] = {**model, "pretrained": None, "freeze": None, "compile": False}
+    hp["data"]["config"]["test_size"] = 32  # one test batch: eval.py stays fast
+    return Record.from_hparams(hp, "test").to_dict() if record else hp
+
+
+def save_densenet(path: Path, weights: dict[str, torch.Tensor], hp: dict) -> Path:
+    torch.save({"state_dict": {f"net.{k}": v for k, v in weights.items()}, "hyper_parameters": hp}, path)
+    return path
+
+
+def test_a_densenet_checkpoint_of_the_old_cifar_stem_evaluates_as_trained(tmp_path: Path) -> None:
+    """``python train.py model=densenet121`` on the digits before 2026-12-01 (``stem: auto`` -> cifar at 28 px):
+    ``eval.py`` rebuilds its conv0-norm0-relu0 stem from the weights and tests the network that was trained."""
+    from zoo.checkpoint import load_record
+
+    net = old_stem_densenet("densenet121")
+    hp = densenet_hparams({"name": "densenet121", "stem": "auto", "bn_size": 4, "drop_rate": 0.0,
+                           "memory_efficient": False}, record=False)
+    path = save_densenet(tmp_path / "old.ckpt", net.state_dict(), hp)
+    proc = run_cli("eval.py", f"ckpt_path={path}", f"paths.output_dir={tmp_path / 'eval'}", "trainer.accelerator=cpu")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    # oracle: the original network on the checkpoint's own test split, its loss (label smoothing 0.1) by hand
+    _, record = load_record(path)
+    (x, y), = list(record.datamodule().test_dataloader())
+    assert len(y) == 32
+    with torch.no_grad():
+        logits = net(x)
+    assert metrics["test/acc"] == pytest.approx((logits.argmax(1) == y).float().mean().item(), abs=1e-6)
+    loss = torch.nn.functional.cross_entropy(logits, y, label_smoothing=0.1).item()
+    assert metrics["test/loss"] == pytest.approx(loss, rel=1e-5)
+
+
+@pytest.mark.parametrize("record", [False, True], ids=["before_the_record", "record"])
+def test_the_old_cifar_stem_loads_by_itself_and_other_stems_are_untouched(tmp_path: Path, record: bool) -> None:
+    import zoo
+    from zoo.errors import ZooError
+
+    cases = {"old": ("cifar", True), "new": ("cifar", None), "imagenet": ("imagenet", None)}
+    for case, (stem, stem_norm) in cases.items():
+        net = old_stem_densenet("densenet_bc_100_12", stem, stem_norm)
+        hp = densenet_hparams({"name": "densenet_bc_100_12", "stem": stem}, record)
+        path = save_densenet(tmp_path / f"{case}.ckpt", net.state_dict(), hp)
+        loaded = zoo.load_pretrained(path)
+        assert list(loaded.state_dict()) == list(net.state_dict()), case
+        assert ("norm0" in dict(loaded.features.named_children())) == (case != "new"), case
+        assert ("pool0" in dict(loaded.features.named_children())) == (case == "imagenet"), case
+        size = 64 if case == "imagenet" else 16  # the ImageNet stem needs 32 pixels or more
+        x = torch.randn(2, 1, size, size)
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(x), net(x), atol=0, rtol=0, msg=case)
+        if case == "old":  # a bare state dict of then, with its architecture's name, loads the same way
+            bare = zoo.load_pretrained(net.state_dict(), name="densenet_bc_100_12", in_channels=1, num_classes=10)
+            with torch.no_grad():
+                torch.testing.assert_close(bare(x), net(x), atol=0, rtol=0)
+    # a corrupt mixture: norm0's keys there, their shapes wrong; still the one-line mismatch
+    sd = old_stem_densenet("densenet_bc_100_12").state_dict()
+    sd.update({k: v[:5] for k, v in sd.items() if k.startswith("features.norm0.") and v.ndim == 1})
+    path = save_densenet(tmp_path / "corrupt.ckpt", sd, densenet_hparams({"name": "densenet_bc_100_12",
+                                                                          "stem": "cifar"}, record))
+    with pytest.raises(ZooError) as e:
+        zoo.load_pretrained(path)
+    msg = str(e.value)
+    assert "\n" not in msg and "shape mismatches (file vs model): features.norm0.weight (5,) vs (24,)" in msg
+
+
+@pytest.mark.slow
+def test_a_run_of_the_old_cifar_stem_resumes_as_the_network_it_trained(tmp_path: Path) -> None:
+    """A run of then, cut after its first epoch: its checkpoint and run directory name no stem_norm (the option
+    came later), and ``ckpt_path=`` continues training that network, where it had stopped."""
+    import yaml
+
+    run = tmp_path / "run"
+    small = ["model=densenet_bc_100_12", "scheduler=step", "trainer.accelerator=cpu", "+trainer.limit_train_batches=2",
+             "+trainer.limit_val_batches=1", "data.batch_size=8", "data.val_size=8", "data.test_size=8",
+             "data.eval_batch_size=8", "trainer.enable_model_summary=false", "test=false"]
+    proc = _train([*small, "+model.stem_norm=true", "trainer.max_epochs=1", f"hydra.run.dir={run}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    last = run / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(last, weights_only=True)
+    del ckpt["hyper_parameters"]["model_kwargs"]["stem_norm"]  # as a checkpoint written before 2026-12-01
+    torch.save(ckpt, last)
+    overrides = run / ".hydra" / "overrides.yaml"
+    overrides.write_text(yaml.safe_dump([o for o in yaml.safe_load(overrides.read_text()) if "stem_norm" not in o]))
+    proc = _train([f"ckpt_path={last}", "trainer.max_epochs=2"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"note: {last} resumes with model.stem_norm=true (what its weights need)" in proc.stdout
+    resumed = torch.load(last, weights_only=True)
+    assert (resumed["epoch"], resumed["global_step"]) == (1, 4)  # epoch 2 after epoch 1: 2 + 2 steps
+    assert resumed["hyper_parameters"]["model_kwargs"]["stem_norm"] is True  # its record now says so
+    norm0 = "net.features.norm0.weight"
+    assert not torch.equal(resumed["state_dict"][norm0], ckpt["state_dict"][norm0])  # and trained on
+
+
 # -- fine-tuning --------------------------------------------------------------------------------------------
 
 
@@ -292,6 +412,30 @@ def test_finetune_from_pretrained_with_other_classes_and_frozen_backbone(tmp_pat
         if not k.startswith("fc3."):
             assert torch.equal(tuned[f"net.{k}"], v), k  # the frozen backbone is exactly the pretrained one
     assert tuned["net.fc3.weight"].shape == (10, 84)
+
+
+def test_finetuning_from_the_old_cifar_stem_says_the_option_its_weights_need(tmp_path: Path) -> None:
+    """A fine-tune builds the network its config asks for; from old-stem weights the one-line mismatch says how to
+    ask for theirs, and with it the weights load as they were."""
+    import zoo
+    from zoo.errors import ZooError
+    from zoo.training.finetune import load_pretrained_into
+
+    old = old_stem_densenet("densenet_bc_100_12")
+    path = save_densenet(tmp_path / "old.ckpt", old.state_dict(),
+                         densenet_hparams({"name": "densenet_bc_100_12", "stem": "cifar"}, record=True))
+    head = {"classifier.weight", "classifier.bias"}
+    new = zoo.create_model("densenet_bc_100_12", num_classes=10, in_channels=1)
+    with pytest.raises(ZooError) as e:
+        load_pretrained_into(new, path, "densenet_bc_100_12", head)
+    msg = str(e.value)
+    assert "\n" not in msg and "unexpected keys: features.norm0.weight" in msg
+    assert msg.endswith("(these weights need ++model.stem_norm=true)")
+    net = zoo.create_model("densenet_bc_100_12", num_classes=10, in_channels=1, stem_norm=True).eval()
+    assert load_pretrained_into(net, path, "densenet_bc_100_12", head) is None
+    x = torch.randn(2, 1, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), old(x), atol=0, rtol=0)
 
 
 # -- predicting ---------------------------------------------------------------------------------------------

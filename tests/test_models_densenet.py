@@ -200,3 +200,86 @@ def test_model_configs_build_every_densenet() -> None:
         with torch.device("meta"):
             small, large = build_network(arch, 10, 1, image_size=28), build_network(arch, 10, 3, image_size=224)
         assert small.stem == "cifar" and small.features.conv0.in_channels == 1 and large.stem == "imagenet"
+
+
+# -- zoo's CIFAR stem before 2026-12-01 (conv0-norm0-relu0), kept for the checkpoints trained with it ----------
+
+
+def small_densenet(**kwargs: object) -> D.DenseNet:
+    """A DenseNet-BC of three 4-layer blocks (k=12), BN statistics and affine parameters seeded, in eval mode."""
+    torch.manual_seed(0)
+    net = D.DenseNet(12, (4, 4, 4), 24, num_classes=10, stem="cifar", **kwargs)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 1.5)
+            nn.init.uniform_(m.weight, 0.5, 1.5)
+            nn.init.uniform_(m.bias, -0.5, 0.5)
+    return net.eval()
+
+
+def test_stem_norm_builds_the_old_cifar_stem_conv_bn_relu_exactly() -> None:
+    old, bare = small_densenet(stem_norm=True), small_densenet()
+    assert list(dict(old.features.named_children()))[:4] == ["conv0", "norm0", "relu0", "denseblock1"]
+    assert old.features.conv0.kernel_size == (3, 3) and old.features.conv0.stride == (1, 1)
+    # the default CIFAR stem is the bare conv; the old one adds norm0's keys after conv0 and nothing else
+    assert "features.norm0.weight" not in bare.state_dict()
+    keys = [k for k in old.state_dict() if not k.startswith("features.norm0.")]
+    assert keys == list(bare.state_dict())
+    assert list(old.state_dict())[1:6] == [f"features.norm0.{s}" for s in
+                                           ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")]
+    # oracle: the bare-stem network with the same weights, its conv0 followed by that BN and a ReLU by hand
+    bare.load_state_dict({k: v for k, v in old.state_dict().items() if k in bare.state_dict()})
+    bare.features.conv0 = nn.Sequential(old.features.conv0, old.features.norm0, nn.ReLU())
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(old(x), bare(x), atol=0, rtol=0)
+        assert not torch.allclose(old(x), small_densenet()(x), atol=1e-3)  # the BN-ReLU does change the outputs
+
+
+def test_stem_norm_default_is_each_stems_own_rule_and_the_value_is_checked() -> None:
+    with torch.device("meta"):
+        imagenet = zoo.create_model("densenet121")
+        cifar = zoo.create_model("densenet_bc_100_12")
+        old = zoo.create_model("densenet_bc_100_12", stem_norm=True)
+        same = zoo.create_model("densenet121", stem_norm=True)
+    assert list(dict(imagenet.features.named_children()))[:4] == ["conv0", "norm0", "relu0", "pool0"]
+    assert list(dict(cifar.features.named_children()))[:2] == ["conv0", "denseblock1"]
+    assert list(dict(old.features.named_children()))[:4] == ["conv0", "norm0", "relu0", "denseblock1"]
+    assert [(k, v.shape) for k, v in same.state_dict().items()] == \
+        [(k, v.shape) for k, v in imagenet.state_dict().items()]
+    with pytest.raises(ZooError, match="stem_norm must be true, false or null; got 'yes'"):
+        zoo.create_model("densenet_bc_100_12", stem_norm="yes")
+
+
+def test_old_cifar_stem_traces_with_fx_and_keeps_its_input_check() -> None:
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    with torch.device("meta"):
+        net = zoo.create_model("densenet_bc_100_12", num_classes=10, stem_norm=True).eval()
+    extractor = create_feature_extractor(net, return_nodes={"features.relu0": "stem", "classifier": "out"})
+    with torch.device("meta"):
+        out = extractor(torch.empty(1, 3, 16, 16))
+        assert out["stem"].shape == (1, 24, 16, 16) and out["out"].shape == (1, 10)
+        with pytest.raises(ZooError, match="at least 8x8"):
+            extractor(torch.empty(1, 3, 7, 7))
+
+
+@pytest.mark.parametrize("model,image_size,added", [
+    ({"name": "densenet121", "stem": "auto"}, 28, {"stem_norm": True}),  # `stem: auto` below 64 px: cifar
+    ({"name": "densenet121", "stem": "cifar", "stem_norm": None}, None, {"stem_norm": True}),
+    ({"name": "densenet_bc_100_12"}, None, {"stem_norm": True}),  # the builder's default stem: cifar
+    ({"name": "densenet121", "stem": "auto"}, 224, {}),  # the ImageNet stem has its norm0 anyway
+    ({"name": "densenet121"}, None, {}),
+    ({"name": "densenet_bc_100_12", "stem_norm": False}, None, {}),  # a value the config sets is kept
+])
+def test_options_for_weights_reads_the_old_stem_off_the_keys(model: dict, image_size: int | None,
+                                                             added: dict) -> None:
+    from zoo.registry import options_for_weights
+
+    assert entry(model["name"]).options_from_weights is D.stem_options  # the fact lives on the registry entry
+    with_norm0 = {"features.conv0.weight": torch.zeros(1), "features.norm0.weight": torch.zeros(1)}
+    assert options_for_weights(model, with_norm0, image_size) == {**model, **added}
+    assert options_for_weights(model, {"features.conv0.weight": torch.zeros(1)}, image_size) == model
+    assert options_for_weights({"name": "resnet18", "stem": "cifar"}, with_norm0) == {"name": "resnet18",
+                                                                                     "stem": "cifar"}

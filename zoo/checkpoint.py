@@ -26,7 +26,7 @@ import yaml
 from torch import nn
 
 from zoo.errors import ZooError
-from zoo.registry import RESERVED_MODEL_KEYS, build_network, entry
+from zoo.registry import RESERVED_MODEL_KEYS, build_network, entry, options_for_weights
 
 RECORD_VERSION = 1
 GROUPS = ("data", "loss", "optimizer", "scheduler")  # the config groups a record names
@@ -411,15 +411,20 @@ class Record:
     def image_size(self) -> int | None:
         return self.facts.input_shape[-1] if self.facts.input_shape else None
 
-    def model_config(self, **overrides: Any) -> dict[str, Any]:
-        return {"name": self.model, **self.model_kwargs, **overrides}
+    def model_config(self, weights: dict[str, torch.Tensor] | None = None, /, **overrides: Any) -> dict[str, Any]:
+        """``name`` and kwargs of the network; with ``weights``, plus the options they need and the record (written
+        before the option existed) does not name: a DenseNet of zoo's CIFAR stem before 2026-12-01 gets
+        ``stem_norm=True`` (the registry entry's ``options_from_weights``, :func:`zoo.registry.options_for_weights`)."""
+        cfg = {"name": self.model, **self.model_kwargs, **overrides}
+        return cfg if weights is None else options_for_weights(cfg, weights, self.image_size)
 
     def check_weights(self, weights: dict[str, torch.Tensor], **overrides: Any) -> nn.Module:
         """The network on the meta device (no memory), checked to fit ``weights``: one line if it does not."""
         from zoo.weights import mismatch_message
 
-        cfg = self.model_config(**overrides)
+        cfg = {"name": overrides.get("name", self.model)}
         try:
+            cfg = self.model_config(weights, **overrides)
             with torch.device("meta"):
                 meta = build_network(cfg, self.num_classes, self.in_channels, self.image_size)
         except ZooError as e:
@@ -437,7 +442,8 @@ class Record:
         """The network, with ``weights`` loaded (checked on the meta device first when ``strict``)."""
         if weights is not None and strict:
             self.check_weights(weights, **overrides)
-        net = build_network(self.model_config(**overrides), self.num_classes, self.in_channels, self.image_size)
+        net = build_network(self.model_config(weights, **overrides), self.num_classes, self.in_channels,
+                            self.image_size)
         if weights is not None:
             if strict:
                 net.load_state_dict(weights, strict=True)
@@ -470,9 +476,10 @@ class Record:
         dm.setup()
         return dm
 
-    def task_arguments(self) -> dict[str, Any]:
-        """Keyword arguments of the task's constructor (zoo.training.tasks), as training passed them."""
-        args = {"model": self.model_config(), "num_classes": self.num_classes, "in_channels": self.in_channels,
+    def task_arguments(self, weights: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+        """Keyword arguments of the task's constructor (zoo.training.tasks), as training passed them (the model's
+        options fitted to ``weights``, if given: see :meth:`model_config`)."""
+        args = {"model": self.model_config(weights), "num_classes": self.num_classes, "in_channels": self.in_channels,
                 "optimizer": self.config("optimizer") or {}, "scheduler": self.config("scheduler"),
                 "loss": self.config("loss"), "data": {"config": self.config("data"), "facts": self.facts.to_dict()}}
         if self.l1:

@@ -359,8 +359,9 @@ def task_from_checkpoint(ckpt: dict[str, Any], record: Record) -> pl.LightningMo
     """The LightningModule a checkpoint was trained as, rebuilt from its record, with its weights."""
     from zoo.training.tasks import task_class
 
-    record.check_weights(state_dict_of(ckpt))  # one line, on the meta device, before anything is allocated
-    task = task_class(record.task)(**record.task_arguments())
+    weights = state_dict_of(ckpt)
+    record.check_weights(weights)  # one line, on the meta device, before anything is allocated
+    task = task_class(record.task)(**record.task_arguments(weights))
     task.record = record
     try:
         task.load_state_dict({k: v for k, v in ckpt["state_dict"].items() if isinstance(v, torch.Tensor)}, strict=True)

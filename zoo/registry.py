@@ -2,8 +2,9 @@
 
 A model file decorates a builder function with ``@register_model(...)``; the decorator records
 the paper, the default input size, the smallest input per stem, the state-dict converter of old
-published files and the torchvision counterpart, so ``zoo.model_info``, ``zoo.load_pretrained`` and
-the network's own input check answer from one declaration without knowing which file it lives in.
+published files, the options that older weights need and the torchvision counterpart, so
+``zoo.model_info``, ``zoo.load_pretrained``, a checkpoint's record and the network's own input check
+answer from one declaration without knowing which file it lives in.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import fnmatch
 import functools
 import inspect
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,10 @@ class ModelEntry:
     # Renames old published key names to the current ones (DenseNet's ``norm.1`` -> ``norm1``, BN counters);
     # zoo.load_pretrained and fine-tuning apply it to a bare state dict before loading.
     state_dict_converter: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    # Architecture options that weights show and an older record does not name: ``(options with the stem
+    # resolved, weights) -> options to add`` (DenseNet: ``stem_norm=True`` for zoo's CIFAR stem before
+    # 2026-12-01); :func:`options_for_weights` applies it where a checkpoint or state dict is built.
+    options_from_weights: Callable[[dict[str, Any], Mapping[str, torch.Tensor]], dict[str, Any]] | None = None
 
     @property
     def min_size(self) -> int | None:
@@ -75,6 +80,7 @@ def register_model(
     torchvision: str | None = None,
     kind: str = "image",
     state_dict_converter: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    options_from_weights: Callable[[dict[str, Any], Mapping[str, torch.Tensor]], dict[str, Any]] | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register a builder ``fn(num_classes=..., in_channels=..., **kwargs) -> nn.Module``.
 
@@ -101,7 +107,8 @@ def register_model(
             return model
 
         _REGISTRY[key] = ModelEntry(key, build, family, paper, year, tuple(input_size), sizes, torchvision, kind,
-                                    default_stem=default_stem, state_dict_converter=state_dict_converter)
+                                    default_stem=default_stem, state_dict_converter=state_dict_converter,
+                                    options_from_weights=options_from_weights)
         return build
 
     return wrap
@@ -196,10 +203,33 @@ def build_network(
     ``stem: auto`` (the model configs' default) becomes ``"cifar"`` for images smaller than 64 pixels
     and ``"imagenet"`` otherwise, so ``model=resnet18 data=cifar10`` gets the 3x3 stride-1 stem.
     """
+    return create_model(model["name"], num_classes=num_classes, in_channels=in_channels,
+                        **_architecture(model, image_size))
+
+
+def _architecture(model: dict[str, Any], image_size: int | None) -> dict[str, Any]:
+    """A model config's architecture kwargs (training keys dropped), ``stem: auto`` resolved for ``image_size``."""
     arch = {k: v for k, v in model.items() if k not in RESERVED_MODEL_KEYS}
     if arch.get("stem") == "auto":
         arch["stem"] = "cifar" if image_size is not None and image_size < SMALL_IMAGE else "imagenet"
-    return create_model(model["name"], num_classes=num_classes, in_channels=in_channels, **arch)
+    return arch
+
+
+def options_for_weights(model: dict[str, Any], weights: Mapping[str, torch.Tensor],
+                        image_size: int | None = None) -> dict[str, Any]:
+    """``model`` (a model config: ``name`` + kwargs) with the options ``weights`` need and it leaves unset.
+
+    A network whose architecture gained an option keeps loading the files written before it: its entry's
+    ``options_from_weights`` reads them off the key names (a ``features.norm0`` in a CIFAR-stem DenseNet:
+    ``stem_norm=True``). Only options the config does not set (or sets to null) are added, and they are
+    values from the model's own code, so a file still chooses nothing but what its keys show.
+    """
+    e = _entry(model["name"])
+    if e.options_from_weights is None:
+        return model
+    arch = {"stem": e.default_stem, **_architecture(model, image_size)}
+    added = {k: v for k, v in e.options_from_weights(arch, weights).items() if model.get(k) is None}
+    return {**model, **added}
 
 
 def list_models(pattern: str | None = None, pretrained: bool = False) -> list[str]:

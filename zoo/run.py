@@ -27,10 +27,11 @@ from zoo.cli import check_config
 from zoo.errors import ZooError, causes
 from zoo.init import init_weights
 from zoo.provenance import record as record_provenance
+from zoo.registry import options_for_weights
 from zoo.training.callbacks.progress import quiet_lightning
 from zoo.training.callbacks.resume_state import ResumeState, SafeCheckpointIO, check_callback_states
 from zoo.training.tasks import task_class
-from zoo.weights import load_checkpoint
+from zoo.weights import load_checkpoint, state_dict_of
 
 
 def _container(cfg: Any) -> Any:
@@ -182,7 +183,12 @@ def train(cfg: DictConfig) -> float | None:
 
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path:
-        check_resume(cfg, ckpt_path)
+        needed = check_resume(cfg, ckpt_path)
+        if needed:  # the network the checkpoint was trained as (DenseNet's CIFAR stem before 2026-12-01)
+            with open_dict(cfg):
+                cfg.model.update(needed)
+            print(f"note: {ckpt_path} resumes with " + " ".join(f"model.{k}={json.dumps(v)}" for k, v in needed.items())
+                  + " (what its weights need)", flush=True)
     dm = instantiate(cfg.data)
     dm.setup()
     check_optimized_metric(cfg, dm.task, dm.facts())
@@ -242,16 +248,24 @@ def check_optimized_metric(cfg: DictConfig, kind: str, facts: dict[str, Any]) ->
         raise ZooError(f"optimized_metric={metric}: {kind} training does not log it; it logs {', '.join(names)}")
 
 
-def check_resume(cfg: DictConfig, ckpt_path: str) -> None:
+def check_resume(cfg: DictConfig, ckpt_path: str) -> dict[str, Any]:
     """Fail in one line, before anything is built, if ``ckpt_path`` is unreadable, not data, for another model,
-    names files outside its checkpoint folder in its callback states, or its schedule ends before
-    ``trainer.max_epochs`` (train.py runs this before Hydra writes into the run)."""
+    holds callback states that are not what those callbacks save (zoo.training.callbacks.resume_state), or its
+    schedule ends before ``trainer.max_epochs`` (train.py runs this before Hydra writes into the run).
+
+    Returns the model options its weights need and ``cfg.model`` leaves unset (zoo.registry.options_for_weights:
+    a DenseNet of zoo's CIFAR stem before 2026-12-01 needs ``stem_norm=True``), so that the resumed network is the
+    one that was trained.
+    """
     ckpt, record = load_record(ckpt_path)
     check_callback_states(ckpt, ckpt_path)
     saved, asked = record.model, cfg.model.get("name")
     if saved != asked:
         raise ZooError(f"ckpt_path={ckpt_path} holds a {saved!r} model, but model={asked!r} was asked to resume it")
     _check_schedule_length(cfg, ckpt_path, ckpt, record)
+    model = _container(cfg.model)
+    fitted = options_for_weights(model, state_dict_of(ckpt), record.image_size)
+    return {k: v for k, v in fitted.items() if model.get(k) != v}
 
 
 def _check_schedule_length(cfg: DictConfig, ckpt_path: str, ckpt: dict[str, Any], record: Record) -> None:

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from zoo.errors import ZooError, causes
-from zoo.registry import create_model, entry, list_models
+from zoo.registry import create_model, entry, list_models, options_for_weights
 
 StateDict = dict[str, torch.Tensor]
 
@@ -405,6 +405,8 @@ def load_pretrained(
         hint = f" (it looks like {guess[0]!r})" if guess else ""
         raise ZooError(f"a bare state dict does not say its architecture: pass name=, e.g. name='resnet18'{hint}")
     weights = convert_state_dict(name, weights)
+    fitted = options_for_weights({"name": name, **kwargs}, weights)  # what older weights need (DenseNet's stem)
+    kwargs = {k: v for k, v in fitted.items() if k != "name"}
     model = create_model(name, **{**_infer_sizes(name, weights, kwargs), **kwargs})
     if strict:
         problem = mismatch_message(name, model, weights)

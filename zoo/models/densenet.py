@@ -12,6 +12,11 @@ BN-ReLU-conv3x3 (k maps), and transitions between blocks halve the channels (com
 the concatenation + BN-ReLU-conv1x1 in the backward pass (``torch.utils.checkpoint``) instead of storing it,
 turning the quadratic activation memory of a block into linear; outputs and gradients are unchanged.
 
+Until 2026-12-01 zoo's CIFAR stem was conv0-norm0-relu0 (a BN-ReLU after the conv); the authors' is the bare conv
+that ``stem="cifar"`` builds now. A BN followed by a ReLU cannot be folded into the conv, so ``stem_norm=True``
+builds the old stem exactly, and a checkpoint or state dict written then (a ``features.norm0`` in a CIFAR-stem
+DenseNet) gets it by itself: :func:`stem_options` is the registry entry's ``options_from_weights``.
+
 State-dict keys are torchvision's (``features.denseblock1.denselayer1.norm1``, ``features.transition1.conv``,
 ``classifier``). The published weight files predate that naming (``denselayer1.norm.1``) and BN's
 ``num_batches_tracked``: :func:`convert_legacy_keys` renames them, and ``zoo.load_pretrained`` applies it (and
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -29,6 +35,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from torch import nn
 
+from zoo.errors import ZooError
 from zoo.models.layers import check_input_size, check_stem
 from zoo.models.resnet import fill_bn_counters
 from zoo.registry import register_model
@@ -122,24 +129,34 @@ class DenseNet(nn.Module):
         stem: ``"imagenet"`` (7x7/2 conv, BN-ReLU, 3x3/2 max-pool) or ``"cifar"`` (a bare 3x3/1 conv, as the
             authors' CIFAR networks: no ``norm0``/``relu0``/``pool0``; the other keys are the same).
         memory_efficient: recompute the bottlenecks in backward instead of storing them.
+        stem_norm: BN-ReLU (``norm0``, ``relu0``) after the stem conv. None: the stem's own rule (yes after the
+            ImageNet conv, no after the CIFAR one); True with ``stem="cifar"``: zoo's CIFAR stem before
+            2026-12-01, kept so that the checkpoints trained with it load and give the same outputs.
     """
 
     min_size: int | None = None  # from @register_model(min_size=...), set when built by name
 
     def __init__(self, growth_rate: int = 32, block_config: tuple[int, ...] = (6, 12, 24, 16),
                  num_init_features: int = 64, bn_size: int = 4, drop_rate: float = 0.0, num_classes: int = 1000,
-                 in_channels: int = 3, memory_efficient: bool = False, stem: str = "imagenet") -> None:
+                 in_channels: int = 3, memory_efficient: bool = False, stem: str = "imagenet",
+                 stem_norm: bool | None = None) -> None:
         super().__init__()
         self.stem = check_stem(stem)
+        if stem_norm is not None and not isinstance(stem_norm, bool):  # a record's value is data: checked
+            raise ZooError(f"stem_norm must be true, false or null; got {str(stem_norm)[:40]!r}")
         if stem == "imagenet":
-            stem_layers = [("conv0", nn.Conv2d(in_channels, num_init_features, 7, stride=2, padding=3, bias=False)),
-                           ("norm0", nn.BatchNorm2d(num_init_features)), ("relu0", nn.ReLU(inplace=True)),
-                           ("pool0", nn.MaxPool2d(kernel_size=3, stride=2, padding=1))]
+            conv0 = nn.Conv2d(in_channels, num_init_features, 7, stride=2, padding=3, bias=False)
         else:
             # The authors' CIFAR code (liuzhuang13/DenseNet, models/densenet.lua; kuangliu's port too): a bare 3x3
             # convolution straight into the first dense block, whose layers begin with their own BN-ReLU.
-            stem_layers = [("conv0", nn.Conv2d(in_channels, num_init_features, 3, stride=1, padding=1, bias=False))]
-        self.features = nn.Sequential(OrderedDict(stem_layers))
+            conv0 = nn.Conv2d(in_channels, num_init_features, 3, stride=1, padding=1, bias=False)
+        self.features = nn.Sequential(OrderedDict(conv0=conv0))
+        with_norm = stem == "imagenet" if stem_norm is None else stem_norm  # the stem's own rule, or as asked
+        if with_norm:
+            self.features.add_module("norm0", nn.BatchNorm2d(num_init_features))
+            self.features.add_module("relu0", nn.ReLU(inplace=True))
+        if stem == "imagenet":
+            self.features.add_module("pool0", nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
         num_features = num_init_features
         for i, num_layers in enumerate(block_config):
             block = _DenseBlock(num_layers, num_features, bn_size, growth_rate, drop_rate, memory_efficient)
@@ -202,9 +219,18 @@ def convert_published(state_dict: dict[str, Any]) -> dict[str, Any]:
     return fill_bn_counters(convert_legacy_keys(state_dict))
 
 
+def stem_options(arch: dict[str, Any], weights: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """``stem_norm=True`` for the weights of a CIFAR-stem DenseNet that hold ``features.norm0``: zoo's stem before
+    2026-12-01, whose records say only ``stem="cifar"`` (``arch``: the record's options, the stem resolved)."""
+    if arch.get("stem") == "cifar" and "features.norm0.weight" in weights:
+        return {"stem_norm": True}
+    return {}
+
+
 # ImageNet stem /4, then a /2 per transition: 32 pixels reach the last block as 1x1 (CIFAR stem: 8).
 _DENSENET = dict(family="densenet", paper="Huang et al., Densely Connected Convolutional Networks", year=2016,
-                 min_size={"imagenet": 32, "cifar": 8}, state_dict_converter=convert_published)
+                 min_size={"imagenet": 32, "cifar": 8}, state_dict_converter=convert_published,
+                 options_from_weights=stem_options)
 
 
 def _densenet(growth_rate: int, block_config: tuple[int, ...], num_init_features: int, num_classes: int,

@@ -7,6 +7,7 @@ once on the meta device (no memory, no init).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 
 from zoo.errors import ZooError
+from zoo.registry import options_for_weights
 from zoo.weights import convert_state_dict, load_file, mismatch_message, state_dict_of
 
 
@@ -77,6 +79,11 @@ def load_pretrained_into(net: nn.Module, path: bool | str | Path, model_name: st
         kernels = [k for k, w in weights.items() if k in own and w.ndim == 4 and w.shape[2:] != own[k].shape[2:]]
         hint = f" (the file's {kernels[0]} is {tuple(weights[kernels[0]].shape[2:])}: try model.stem=imagenet)" \
             if kernels else ""
+        # an option that older weights need and the network was built without (DenseNet's old CIFAR stem)
+        built = {"name": model_name, **({"stem": net.stem} if isinstance(getattr(net, "stem", None), str) else {})}
+        needed = {k: v for k, v in options_for_weights(built, weights).items() if k not in built}
+        if needed and any(k not in own for k in weights):
+            hint += " (these weights need " + " ".join(f"++model.{k}={json.dumps(v)}" for k, v in needed.items()) + ")"
         raise ZooError(f"model.pretrained={path}: {problem}{hint}")
     net.load_state_dict(weights, strict=True)
     return note
