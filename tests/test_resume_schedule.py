@@ -82,3 +82,26 @@ def test_schedules_without_an_end_resume_to_any_length() -> None:
     ckpt, record = _fake("step", {"interval": "epoch", "step_size": 1}, {"step_size": 1, "gamma": 0.1})
     _check_schedule_length(OmegaConf.create({"trainer": {"max_epochs": 1000}}), "fake.ckpt", ckpt, record)
     assert record.scheduler.name == "step"
+
+
+def test_a_resume_with_model_options_that_change_the_network_is_one_line(tmp_path: Path) -> None:
+    """``model.norm=batch`` on a resume of a run without it: the checkpoint's weights do not fit the network the
+    config asks for. Before anything is built or written, one line names the keys (it was Lightning's
+    load_state_dict traceback after the run directory had been taken over)."""
+    run = tmp_path / "run"
+    tiny = ["model=lenet5", "scheduler=none", "test=false", "+trainer.limit_train_batches=2",
+            "+trainer.limit_val_batches=1", "callbacks.diagnostics=null", "callbacks.curves=null"]
+    first = _train(*tiny, "trainer.max_epochs=1", f"hydra.run.dir={run}")
+    assert first.returncode == 0, first.stderr[-3000:]
+    last = run / "checkpoints" / "last.ckpt"
+    before = {p: p.read_bytes() for p in [run / "status.json", run / ".hydra" / "overrides.yaml", last]}
+
+    proc = _train(f"ckpt_path={last}", "trainer.max_epochs=2", "model.norm=batch")
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert lines[0].startswith(f"error: {last}: weights do not fit 'lenet5': missing keys: norm1.weight"), lines
+    assert lines[0].endswith(f"start a new run from these weights with model.pretrained={last})")
+    assert {p: p.read_bytes() for p in before} == before
+
+    same = _train(f"ckpt_path={last}", "trainer.max_epochs=2")  # the run's own options resume
+    assert same.returncode == 0, same.stderr[-3000:]

@@ -250,8 +250,9 @@ def check_optimized_metric(cfg: DictConfig, kind: str, facts: dict[str, Any]) ->
 
 def check_resume(cfg: DictConfig, ckpt_path: str) -> dict[str, Any]:
     """Fail in one line, before anything is built, if ``ckpt_path`` is unreadable, not data, for another model,
-    holds callback states that are not what those callbacks save (zoo.training.callbacks.resume_state), or its
-    schedule ends before ``trainer.max_epochs`` (train.py runs this before Hydra writes into the run).
+    has weights that do not fit the network ``cfg.model`` asks for, holds callback states that are not what
+    those callbacks save (zoo.training.callbacks.resume_state), or its schedule ends before
+    ``trainer.max_epochs`` (train.py runs this before Hydra writes into the run).
 
     Returns the model options its weights need and ``cfg.model`` leaves unset (zoo.registry.options_for_weights:
     a DenseNet of zoo's CIFAR stem before 2026-12-01 needs ``stem_norm=True``), so that the resumed network is the
@@ -264,7 +265,14 @@ def check_resume(cfg: DictConfig, ckpt_path: str) -> dict[str, Any]:
         raise ZooError(f"ckpt_path={ckpt_path} holds a {saved!r} model, but model={asked!r} was asked to resume it")
     _check_schedule_length(cfg, ckpt_path, ckpt, record)
     model = _container(cfg.model)
-    fitted = options_for_weights(model, state_dict_of(ckpt), record.image_size)
+    weights = state_dict_of(ckpt)
+    fitted = options_for_weights(model, weights, record.image_size)
+    try:  # the network this resume builds from cfg.model, on the meta device
+        record.check_weights(weights, **fitted)
+    except ZooError as e:
+        raise ZooError(f"{e} (a resume continues the network the checkpoint holds: leave out the model options "
+                       f"that change it, or start a new run from these weights with model.pretrained={ckpt_path})"
+                       ) from None
     return {k: v for k, v in fitted.items() if model.get(k) != v}
 
 
