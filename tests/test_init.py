@@ -127,3 +127,39 @@ def test_one_zero_init_rule_for_the_model_option_and_the_init_config() -> None:
         block = later.layer1[1]
         h = torch.relu(torch.randn(2, block.conv1.in_channels, 8, 8))
         torch.testing.assert_close(block(h), h if "preact" in name else torch.relu(h))  # each block the identity
+
+
+@pytest.mark.parametrize("scheme", ["kaiming_normal", "xavier_uniform", "orthogonal"])
+def test_a_scheme_reaches_weight_normed_layers(scheme: str) -> None:
+    """``model.weight_norm=true`` moves each weight into ``parametrizations.weight.original0/1`` (g and v), which
+    are not the layer's own parameters: the scheme still sets the weight the layer computes, exactly (the
+    same draw as on the plain layer) and with the variance the formula gives."""
+    from torch.nn.utils.parametrizations import weight_norm
+
+    plain = _net()
+    normed = _net()
+    for m in normed:
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            weight_norm(m, "weight", dim=0)
+    torch.manual_seed(3)
+    init_weights(plain, {"scheme": scheme})
+    torch.manual_seed(3)
+    init_weights(normed, {"scheme": scheme})
+    for a, b in ((plain[0], normed[0]), (plain[3], normed[3])):
+        torch.testing.assert_close(b.weight, a.weight)
+        assert b.bias.abs().sum() == 0
+    if scheme == "kaiming_normal":
+        _check_std(normed[3].weight.detach(), expected_std(scheme, 600, 400, gain=math.sqrt(2)))  # relu
+    with pytest.raises(ZooError, match="init=zeros with model.weight_norm=true"):
+        init_weights(normed, {"scheme": "zeros"})
+
+
+def test_zero_init_residual_reaches_a_weight_normed_last_conv() -> None:
+    """A pre-activation branch ends in a convolution; weight-normed, its weight is g v / ||v||, and g = 0 makes
+    the branch start at zero as the rule asks."""
+    import zoo
+
+    net = zoo.create_model("preact_resnet18", num_classes=10, weight_norm=True)
+    init_weights(net, {"scheme": "default", "zero_init_residual": True})
+    block = net.layer1[0]
+    assert (block.conv2.weight == 0).all() and (block.conv1.weight != 0).any()

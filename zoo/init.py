@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from zoo.errors import ZooError
 
@@ -61,6 +62,18 @@ def _init_weight(w: torch.Tensor, scheme: str, cfg: dict[str, Any]) -> None:
         nn.init.trunc_normal_(w, mean=0.0, std=std, a=-2 * std, b=2 * std)
 
 
+def _init_parametrized_weight(m: nn.Module, scheme: str, cfg: dict[str, Any]) -> None:
+    """A weight computed by a parametrisation (``model.weight_norm=true``: ``w = g v / ||v||`` from
+    ``parametrizations.weight.original0/1``) is not a parameter of its layer: the scheme draws the weight itself
+    and assigning it runs the parametrisation's inverse, which stores that weight's ``g`` and ``v``."""
+    if scheme == "zeros":
+        raise ZooError("init=zeros with model.weight_norm=true: a zero weight has no direction (v / ||v|| is 0/0)")
+    w = torch.empty_like(m.weight)
+    _init_weight(w, scheme, cfg)
+    with torch.no_grad():
+        m.weight = w
+
+
 def zero_init_last(block: nn.Module) -> bool:
     """The one zero-init-residual rule: make a residual branch start at zero, so the block is the identity.
 
@@ -75,8 +88,12 @@ def zero_init_last(block: nn.Module) -> bool:
     last_conv = max((i for i, c in enumerate(children) if isinstance(c, nn.modules.conv._ConvNd)), default=-1)
     if last_conv < 0:
         return False
+    target = children[last_norm] if last_norm > last_conv else children[last_conv]
     with torch.no_grad():
-        nn.init.zeros_(children[last_norm].weight if last_norm > last_conv else children[last_conv].weight)
+        if parametrize.is_parametrized(target, "weight"):  # weight norm, w = g v / ||v||: g = 0 makes w = 0
+            nn.init.zeros_(target.parametrizations.weight.original0)
+        else:
+            nn.init.zeros_(target.weight)
     return True
 
 
@@ -118,6 +135,8 @@ def init_weights(net: nn.Module, cfg: dict[str, Any] | str | None) -> nn.Module:
                     _init_weight(p, scheme, cfg)
                 elif name.startswith("bias"):
                     nn.init.zeros_(p)
+            if parametrize.is_parametrized(m, "weight") and m.weight.ndim >= 2:
+                _init_parametrized_weight(m, scheme, cfg)
     if cfg.get("zero_init_residual"):
         if zero_init_residual(net) == 0:
             raise ZooError(f"init.zero_init_residual: {type(net).__name__} has no residual block")
