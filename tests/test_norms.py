@@ -183,3 +183,20 @@ def test_resnet_family_takes_model_norm_through_its_norm_layer(name: str) -> Non
     loss = torch.nn.functional.cross_entropy(net(torch.randn(2, 3, 32, 32)), torch.tensor([1, 2]))
     loss.backward()
     assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
+
+
+def test_weight_norm_of_a_zero_initialised_residual_branch_stays_zero_not_nan() -> None:
+    """``zero_init_residual`` zeroes a pre-activation block's last conv before ``weight_norm`` splits it into g
+    and v; a zero weight has no direction (v / ||v|| is 0/0), so torch's split alone gives NaN weights."""
+    import zoo
+
+    torch.manual_seed(0)
+    net = zoo.create_model("preact_resnet18", num_classes=10, weight_norm=True, zero_init_residual=True)
+    last, first = net.layer1[0].conv2, net.layer1[0].conv1
+    assert (last.weight == 0).all() and not torch.isnan(last.weight).any()
+    assert (last.parametrizations.weight.original1.flatten(1).norm(dim=1) > 0).all()  # every unit has a direction
+    assert (first.weight != 0).any()
+    out = net(torch.randn(2, 3, 32, 32))
+    assert torch.isfinite(out).all()
+    out.sum().backward()  # and the branch can learn: g gets a gradient
+    assert last.parametrizations.weight.original0.grad.abs().sum() > 0

@@ -22,6 +22,8 @@ convolution and linear layer (``model.weight_norm=true``, applied by ``zoo.creat
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
@@ -121,8 +123,18 @@ def apply_weight_norm(net: nn.Module) -> nn.Module:
 
     torch's parametrisation keeps ``w`` computed from ``original0`` (the norm g, one per output unit) and
     ``original1`` (the direction v), so the state_dict keys become ``<layer>.parametrizations.weight.*``.
+    A unit whose weight is all zero (the last convolution of a pre-activation block under ``zero_init_residual``)
+    has no direction, and ``v / ||v||`` would be 0/0: it keeps ``g = 0`` (so ``w`` stays zero) with a direction
+    drawn as the layer's own default initialisation.
     """
     for m in list(net.modules()):
         if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)):
+            dead = m.weight.detach().flatten(1).abs().sum(1) == 0  # per output unit
             weight_norm(m, "weight", dim=0)
+            if dead.any():
+                v = m.parametrizations.weight.original1
+                fresh = torch.empty_like(v)
+                nn.init.kaiming_uniform_(fresh, a=math.sqrt(5))  # torch's default for conv and linear weights
+                with torch.no_grad():
+                    v[dead] = fresh[dead]
     return net
