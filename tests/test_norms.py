@@ -161,6 +161,9 @@ def test_dropout_kind_swaps_every_dropout_and_keeps_the_state_dict() -> None:
     assert list(std.state_dict()) == list(gauss.state_dict())
     mlp = zoo.create_model("mlp", num_classes=10, in_channels=1, dropout=0.3, dropout_kind="gaussian")
     assert [m.p for m in mlp.modules() if isinstance(m, GaussianDropout)] == [0.3, 0.3]
+    for name, kwargs in (("mlp", {"dropout": 0.0}), ("wide_resnet28_10", {"drop_rate": 0.3})):
+        with pytest.raises(ZooError, match=f"model.dropout_kind=gaussian: {name} has no nn.Dropout module"):
+            zoo.create_model(name, num_classes=10, in_channels=1, dropout_kind="gaussian", **kwargs)
     with pytest.raises(ZooError, match="dropout_kind 'alpha'; valid: standard, gaussian"):
         zoo.create_model("mlp", num_classes=10, in_channels=1, dropout_kind="alpha")
 

@@ -160,8 +160,10 @@ def create_model(name: str, num_classes: int = 1000, in_channels: int = 3, pretr
 
         head = _classifier_keys(name, in_channels, kwargs)
         load_pretrained_into(model, pretrained, name, head)
-    if dropout_kind == "gaussian":
-        use_gaussian_dropout(model)
+    if dropout_kind == "gaussian" and use_gaussian_dropout(model) == 0:  # else the option would do nothing
+        raise ZooError(f"model.dropout_kind=gaussian: {name} has no nn.Dropout module to replace (model.dropout=0 "
+                       "builds none; dropout written as a function in a forward, as in WRN's and DenseNet's blocks "
+                       "or an LSTM's, stays Bernoulli)")
     if weight_norm:
         apply_weight_norm(model)
     if num_classes == 0 or features_only:
