@@ -80,7 +80,9 @@ def test_per_class_recall_and_weight_sparsity_are_test_metrics() -> None:
 
 
 class _Logits(pl.LightningModule):
-    """test_step returns the batch's inputs as its logits."""
+    """test_step returns the batch's inputs as its logits; its data facts name the classes, as a Task's do."""
+
+    facts = {"class_names": ["ant", "bee", "cat", "dog", "eel"]}
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return batch[0]
@@ -107,9 +109,10 @@ def test_per_class_recall_and_the_tensorboard_per_class_figure_count_alike(tmp_p
     events.Reload()
     shown = {t.rsplit("/", 1)[1]: events.Scalars(t)[-1].value for t in events.Tags()["scalars"]
               if t.startswith("test/acc_per_class/")}
-    by_hand = {str(c): ((logits.argmax(1) == c) & (y == c)).sum().item() / (y == c).sum().item() for c in range(4)}
+    names = _Logits.facts["class_names"]
+    by_hand = {names[c]: ((logits.argmax(1) == c) & (y == c)).sum().item() / (y == c).sum().item() for c in range(4)}
     assert recall == pytest.approx(by_hand) and len(set(by_hand.values())) > 1
-    assert shown == {**recall, "4": 0.0}  # the same float32 numbers; the figure also shows the unseen class
+    assert shown == {**recall, "eel": 0.0}  # the same float32 numbers; the figure also shows the unseen class
     assert "test/acc_per_class" in events.Tags()["images"]
     assert float(trainer.callback_metrics["test/recall_mean"]) == pytest.approx(sum(by_hand.values()) / 4)
 

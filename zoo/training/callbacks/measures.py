@@ -70,7 +70,7 @@ class PerClassRecall(Callback):
         cm = pl_module.all_gather(self.cm)
         if cm.ndim == 3:  # one matrix per process
             cm = cm.sum(0)
-        facts = (pl_module.hparams.get("data") or {}).get("facts", {}) if hasattr(pl_module, "hparams") else {}
+        facts = getattr(pl_module, "facts", {})  # zoo.training.tasks.Task: the data facts it was built with
         names = [str(n) for n in facts.get("class_names") or range(len(cm))]
         present = cm.sum(1) > 0
         recall = recall_per_class(cm)
