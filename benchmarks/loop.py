@@ -16,7 +16,9 @@ thread's work counts) are both reported.
     python benchmarks/loop.py [--epochs 2] [--rounds 5] [--train-size 60000] [--variant "OVERRIDES" ...]
 
 ``--variant "callbacks.diagnostics=null"`` adds a side: ``train.py`` with those overrides, timed in the same
-rounds, so what one callback or setting costs is measured against the same bare side.
+rounds, so what one callback or setting costs is measured against the same bare side. ``--only SIDE`` runs
+one side alone (after its warm-up), for a profiler: benchmarks/spy_split.py reads two py-spy recordings
+and says where the sides' time differs.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import functools
 import statistics
 import tempfile
 import time
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -156,6 +159,12 @@ def plain_fit(epochs: int, batch: int, device: str) -> tuple[float, float]:
     return time.perf_counter() - t, time.process_time() - c
 
 
+def timed_round(fit: Any, epochs: int, batch: int, device: str) -> tuple[float, float]:
+    """One side's fit in a round: a frame of its own, so that a profile (benchmarks/spy_split.py) can tell the
+    rounds from the warm-up."""
+    return fit(epochs, batch, device)
+
+
 def _overhead(times: dict[str, list[float]], a: str, b: str) -> float:
     """The median over rounds of b's time over a's, as a percentage over 1."""
     return 100 * (statistics.median(y / x for x, y in zip(times[a], times[b])) - 1)
@@ -171,21 +180,31 @@ def main() -> None:
     p.add_argument("--override", action="append", default=[], help="a train.py override for the Lightning side")
     p.add_argument("--variant", action="append", default=[], metavar="OVERRIDES",
                    help="one more side: train.py with these space-separated overrides, timed in the same rounds")
+    p.add_argument("--only", choices=("plain", "bare", "train.py"),
+                   help="run this side alone (to be profiled: benchmarks/spy_split.py); no overheads are printed")
     args = p.parse_args()
     SIZES["train"] = args.train_size
     OVERRIDES.extend(args.override)
     fits = {"plain": plain_fit, "bare": bare_fit, "train.py": lightning_fit}
     for v in args.variant:
         fits[f"train.py {v}"] = functools.partial(lightning_fit, extra=tuple(v.split()))
+    if args.only:
+        fits = {args.only: fits[args.only]}
     times: dict[str, list[tuple[float, float]]] = {side: [] for side in fits}  # (wall s, CPU s) per round
-    lightning_fit(1, args.batch, args.device)  # warm-up: imports, allocator, first-call costs
-    bare_fit(1, args.batch, args.device)
+    if args.only in (None, "train.py"):
+        lightning_fit(1, args.batch, args.device)  # warm-up: imports, allocator, first-call costs
+    if args.only in (None, "bare"):
+        bare_fit(1, args.batch, args.device)
+    if args.only == "plain":
+        plain_fit(1, args.batch, args.device)
     sides = list(fits)
     for r in range(args.rounds):
         k = r % len(sides)
         for side in sides[k:] + sides[:k]:  # each side takes each place in a round in turn
-            times[side].append(fits[side](args.epochs, args.batch, args.device))
+            times[side].append(timed_round(fits[side], args.epochs, args.batch, args.device))
             print(f"round {r} {side}: {times[side][-1][0]:.3f} s wall, {times[side][-1][1]:.3f} s CPU", flush=True)
+    if args.only:
+        return
     print(f"\ndevice={args.device} epochs={args.epochs} train={args.train_size} batch={args.batch} "
           f"threads={torch.get_num_threads()} rounds={args.rounds}")
     for i, clock in enumerate(("wall", "CPU")):

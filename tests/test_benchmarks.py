@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 
 
 @pytest.mark.slow
@@ -49,3 +49,51 @@ def test_loop_benchmark_times_all_sides_and_prints_the_overheads() -> None:
         for printed, base in zip(m.groups(), ("bare", "train.py")):
             ratios = [y / x for x, y in zip(t[base], t[variant])]
             assert float(printed) == pytest.approx(100 * (sum(ratios) / 2 - 1), abs=0.5)
+
+
+def test_loop_only_runs_one_side_for_a_profiler() -> None:
+    proc = run_cli("benchmarks/loop.py", "--train-size", "640", "--epochs", "1", "--rounds", "2", "--device", "cpu",
+                   "--only", "bare")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rounds = re.findall(r"^round (\d) (\S+): [\d.]+ s wall, [\d.]+ s CPU$", proc.stdout, re.M)
+    assert rounds == [("0", "bare"), ("1", "bare")]
+    assert "overhead" not in proc.stdout
+
+
+def _raw(path, stacks: dict[str, int]) -> str:
+    """A py-spy raw file: per line a stack, outermost frame first, frames joined by ';', then its sample count."""
+    path.write_text("".join(f"{stack} {n}\n" for stack, n in stacks.items()))
+    return str(path)
+
+
+def test_spy_split_counts_only_timed_rounds_and_splits_them_into_parts(tmp_path) -> None:
+    """A py-spy raw file is ``frame;frame;... count`` per line: samples outside a timed round's fit (imports,
+    the warm-up, the Trainer built before fit) are left out, the rest go to the part their frames name."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("spy_split", ROOT / "benchmarks" / "spy_split.py")
+    spy_split = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(spy_split)
+    net = "forward (/src/zoo/models/lenet.py:2)"
+    fit = "<module> (loop.py:1);main (loop.py:2);timed_round (loop.py:3);lightning_fit (loop.py:4);_fit_impl (t.py:5)"
+    hook = fit + ";_run_stage (t.py:6);_call_callback_hooks (call.py:227)"
+    first = _raw(tmp_path / "first.raw", {
+        fit + ";_run_stage (t.py:6);training_step (tasks.py:1);" + net: 60,
+        hook + ";Callback.state_key (callback.py:41)": 10,
+        hook + ";EpochCurves.on_fit_end (diagnostics.py:300);savefig (figure.py:1)": 20,
+        fit + ";_run_stage (t.py:6);fetchers.py (fetchers.py:61)": 10,
+        "<module> (loop.py:1);main (loop.py:2);lightning_fit (loop.py:4);_fit_impl (t.py:5)": 500,  # the warm-up
+        "<module> (loop.py:1);_find_and_load (<frozen importlib._bootstrap>:1)": 900,  # imports
+    })
+    parts, total = spy_split.split(first)
+    assert total == 100
+    assert parts == {spy_split.NETWORK: 60, spy_split.DISPATCH: 10, "data: batches from the datamodule": 10,
+                     "callback EpochCurves.on_fit_end (diagnostics.py)": 20}
+    bare = fit.replace("lightning_fit", "bare_fit") + ";_run_stage (t.py:6);"
+    second = _raw(tmp_path / "second.raw", {bare + "training_step (loop.py:9);" + net: 9,
+                                            bare + "fetchers.py (fetchers.py:61)": 1})
+    proc = run_cli("benchmarks/spy_split.py", first, second)
+    assert proc.returncode == 0, proc.stderr
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("callback EpochCurves"))
+    assert line.split()[-3:] == ["20.00%", "0.00%", "+20.00"]
+    assert "the callbacks' own work is 20.0% and Lightning's dispatch to them 10.0% (second: 0.0%)" in proc.stdout

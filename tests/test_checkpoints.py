@@ -352,7 +352,8 @@ def test_a_run_of_the_old_cifar_stem_resumes_as_the_network_it_trained(tmp_path:
     run = tmp_path / "run"
     small = ["model=densenet_bc_100_12", "scheduler=step", "trainer.accelerator=cpu", "+trainer.limit_train_batches=2",
              "+trainer.limit_val_batches=1", "data.batch_size=8", "data.val_size=8", "data.test_size=8",
-             "data.eval_batch_size=8", "trainer.enable_model_summary=false", "test=false"]
+             "data.eval_batch_size=8", "trainer.enable_model_summary=false", "test=false",
+             "callbacks.diagnostics=null", "callbacks.augmented_batch=null", "callbacks.curves=null"]
     proc = _train([*small, "+model.stem_norm=true", "trainer.max_epochs=1", f"hydra.run.dir={run}"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     last = run / "checkpoints" / "last.ckpt"
