@@ -11,7 +11,8 @@ fit, so machine drift moves every part alike. Record one timed round of each sid
 (``pip install py-spy``; add ``OMP_NUM_THREADS=1`` to both recordings as to loop.py.) Only samples of the main
 thread inside a timed round count (loop.py's ``timed_round``; the warm-up fit and the imports are left out).
 Each part is printed as a percentage of its side's samples; the last column is the first side's minus the
-second's, in points.
+second's, in points. Both sides run the same network on the same batches, so the network's share of each fit
+gives the overhead of one side over the other without comparing two runs' clocks.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ PARTS = [
     ("Lightning's loop, other", re.compile(r"_run_stage")),
 ]
 _CALLBACK_OVERHEAD = re.compile(r"contextlib|state_key|__setattr__|lightning_module|Logger\.debug|profile")
+_FIT = re.compile(r"^(Trainer\._fit_impl|plain_fit) ")  # py-spy names a method with its class
 _FRAME = re.compile(r"^(.*?) \((?:.*/)?([^/]+\.py):\d+\)$")
 
 
@@ -67,7 +69,7 @@ def split(path: str) -> tuple[collections.Counter[str], int]:
             frames = stack.split(";")
             # a timed round's fit itself: Lightning's _fit_impl (not the config and Trainer built before it)
             if not count.isdigit() or not any(fr.startswith("timed_round ") for fr in frames) \
-                    or not any(fr.startswith(("_fit_impl ", "plain_fit ")) for fr in frames):
+                    or not any(_FIT.match(fr) for fr in frames):
                 continue
             parts[part_of(frames)] += int(count)
     return parts, sum(parts.values())
@@ -90,6 +92,10 @@ def main() -> None:
     print(f"\nsamples: first {ta}, second {tb}; in the first, the callbacks' own work is {100 * own:.1f}% and "
           f"Lightning's dispatch to them {100 * a[DISPATCH] / ta:.1f}% "
           f"(second: {100 * b[DISPATCH] / tb:.1f}%)")
+    if a[NETWORK] and b[NETWORK]:  # the same arithmetic on both sides, so its share of each fit is a yardstick
+        print(f"the network's work is {100 * a[NETWORK] / ta:.1f}% of the first side's fit and "
+              f"{100 * b[NETWORK] / tb:.1f}% of the second's: if it took the same time in both, the first side takes "
+              f"{100 * ((b[NETWORK] / tb) / (a[NETWORK] / ta) - 1):+.1f}% longer than the second")
 
 
 if __name__ == "__main__":

@@ -75,14 +75,15 @@ def test_spy_split_counts_only_timed_rounds_and_splits_them_into_parts(tmp_path)
     spy_split = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(spy_split)
     net = "forward (/src/zoo/models/lenet.py:2)"
-    fit = "<module> (loop.py:1);main (loop.py:2);timed_round (loop.py:3);lightning_fit (loop.py:4);_fit_impl (t.py:5)"
+    top = "<module> (loop.py:1);main (loop.py:2);"
+    fit = top + "timed_round (loop.py:3);lightning_fit (loop.py:4);Trainer._fit_impl (t.py:5)"
     hook = fit + ";_run_stage (t.py:6);_call_callback_hooks (call.py:227)"
     first = _raw(tmp_path / "first.raw", {
         fit + ";_run_stage (t.py:6);training_step (tasks.py:1);" + net: 60,
         hook + ";Callback.state_key (callback.py:41)": 10,
         hook + ";EpochCurves.on_fit_end (diagnostics.py:300);savefig (figure.py:1)": 20,
         fit + ";_run_stage (t.py:6);fetchers.py (fetchers.py:61)": 10,
-        "<module> (loop.py:1);main (loop.py:2);lightning_fit (loop.py:4);_fit_impl (t.py:5)": 500,  # the warm-up
+        top + "lightning_fit (loop.py:4);Trainer._fit_impl (t.py:5)": 500,  # the warm-up
         "<module> (loop.py:1);_find_and_load (<frozen importlib._bootstrap>:1)": 900,  # imports
     })
     parts, total = spy_split.split(first)
@@ -97,3 +98,5 @@ def test_spy_split_counts_only_timed_rounds_and_splits_them_into_parts(tmp_path)
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("callback EpochCurves"))
     assert line.split()[-3:] == ["20.00%", "0.00%", "+20.00"]
     assert "the callbacks' own work is 20.0% and Lightning's dispatch to them 10.0% (second: 0.0%)" in proc.stdout
+    # the network's work is the same on both sides: 60% of the first's samples, 90% of the second's
+    assert "the first side takes +50.0% longer than the second" in proc.stdout
