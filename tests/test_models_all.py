@@ -35,6 +35,11 @@ HEAVY = {"resnet1202", "preact_resnet1001", "densenet_bc_250_24", "densenet_bc_1
 # outputs and weights are checked against torchvision and timm elsewhere (test_models_resnet, _timm, _vit).
 GIANTS = {"vit_l_16", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet101_2", "resnet152", "preact_resnet152"}
 HEAVY_SLOW = [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in IMAGE_MODELS if n not in GIANTS]
+# The two deepest (10 s each to build and run on the meta device): their blocks are resnet110's and
+# preact_resnet164's, whose shapes are checked here; their depth is the parameter count of test_models_cifar,
+# and that they learn is test_head_composes_and_model_trains (as in tests/test_models_fx.py).
+DEEP = {"resnet1202", "preact_resnet1001"}
+SHAPES = [p for p in HEAVY_SLOW if (p.values[0] if hasattr(p, "values") else p) not in DEEP]
 # Settings for the training test, applied where a model's config has the key.
 SMALL = {"width_mult": 0.25, "dropout": 0.0, "init": "kaiming"}
 
@@ -53,7 +58,7 @@ def logits_of(out: torch.Tensor | AuxLogits) -> torch.Tensor:
     return out.logits if isinstance(out, AuxLogits) else out
 
 
-@pytest.mark.parametrize("name", HEAVY_SLOW)
+@pytest.mark.parametrize("name", SHAPES)
 def test_small_inputs_and_channels(name: str) -> None:
     """1 and 3 channels, 28x28 and 32x32, batch 2, eval mode: logits of shape (2, classes) as a plain Tensor.
     Shapes are what is checked, so the models run on the meta device (no init, no arithmetic); the values
@@ -71,7 +76,7 @@ def test_small_inputs_and_channels(name: str) -> None:
             assert type(out) is torch.Tensor and out.shape == (2, 10), f"{name} at {in_channels}x{side}x{side}"
 
 
-@pytest.mark.parametrize("name", IMAGE_MODELS)
+@pytest.mark.parametrize("name", [n for n in IMAGE_MODELS if n not in DEEP])
 def test_too_small_input_names_the_minimum(name: str) -> None:
     """At the registry's minimum the default (ImageNet) stem works; one pixel less raises a ZooError that
     says the minimum, before any convolution (shapes checked on the meta device: nothing is computed)."""
